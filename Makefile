@@ -1,0 +1,26 @@
+# Two commands set everything up: `make run` and `make test`. uv is bootstrapped if missing.
+SHELL := /bin/bash
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+
+# Tests run against the real PostgreSQL and Redis on their standard local ports.
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/hypereal
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install run test smoke lint
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --frozen
+
+run: install
+	$(UV) run python -m hypereal.devrun
+
+test: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(UV) run pytest $(PYTEST_ARGS)
+
+smoke: install
+	$(UV) run python tests/smoke.py

@@ -1,0 +1,37 @@
+from django.conf import settings
+from django.db import models
+
+from orgs.models import Organization
+
+KEY_PREFIX = "ck_"
+
+
+class ApiKey(models.Model):
+    """A model-API key. Only its SHA-256 is stored; the plaintext is shown once, at creation."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="api_keys")
+    name = models.CharField(max_length=100)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    last4 = models.CharField(max_length=4, editable=False)
+    monthly_spend_limit = models.BigIntegerField(null=True, blank=True,
+                                                 help_text="Micro-credits per calendar month (UTC); empty = none.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    @property
+    def is_active(self) -> bool:
+        return self.disabled_at is None and self.revoked_at is None
+
+    @property
+    def redacted(self) -> str:
+        return f"{KEY_PREFIX}…{self.last4}"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.redacted})"

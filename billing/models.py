@@ -1,0 +1,58 @@
+from django.db import models
+from django.db.models import Q
+
+from orgs.models import Organization
+
+
+class Wallet(models.Model):
+    """An organization's credit balance: a cached total of its ledger, never below zero."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="wallet")
+    balance = models.BigIntegerField(default=0, help_text="Micro-credits (1 credit = 1,000,000).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_balance_non_negative")]
+
+    def __str__(self) -> str:
+        return f"wallet of {self.organization}"
+
+
+class LedgerEntry(models.Model):
+    """Append-only, signed movement of micro-credits; the source of truth for a wallet's balance."""
+
+    class Kind(models.TextChoices):
+        TOPUP = "topup", "Top-up"
+        CHARGE = "charge", "Charge"
+        HOLD = "hold", "Hold"
+        RELEASE = "release", "Release"
+        REFUND = "refund", "Refund"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    amount = models.BigIntegerField(help_text="Signed micro-credits: positive credits the wallet.")
+    balance_after = models.BigIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    reference = models.CharField(max_length=200, blank=True, help_text="e.g. the request id charged.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["wallet", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(balance_after__gte=0), name="ledger_balance_after_non_negative"),
+        ]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Ledger entries are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Ledger entries are append-only.")
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} µcr ({self.idempotency_key})"
+
+

@@ -1,0 +1,34 @@
+from decimal import Decimal
+
+import pytest
+
+from billing.money import credits_to_micro, micro_to_credits, micro_to_json
+from billing.pricing import TokenPrices, token_cost
+from gateway.usage import Usage
+
+pytestmark = pytest.mark.no_services
+
+
+def test_credits_convert_exactly_and_refuse_floats():
+    assert credits_to_micro("12.5") == 12_500_000
+    assert credits_to_micro(Decimal("0.000001")) == 1
+    assert micro_to_credits(1_234_500) == Decimal("1.2345")
+    with pytest.raises(TypeError):
+        credits_to_micro(0.1)
+    with pytest.raises(ValueError):
+        credits_to_micro("0.0000001")
+
+
+def test_json_credits_print_as_their_exact_decimal():
+    for micro in (1, 999_999, 123_456_789, 10_000 * 1_000_000 - 7):
+        assert Decimal(repr(micro_to_json(micro))) == micro_to_credits(micro)
+
+
+def test_token_cost_uses_each_rate_and_rounds_up_once():
+    prices = TokenPrices(input=125_000_000, cached_input=12_500_000, cache_write=156_250_000, output=1_000_000_000)
+    usage = Usage(input=1000, cached_read=400, cache_write=100, output=50, reasoning=20)
+    # 500 uncached × 125 + 400 × 12.5 + 100 × 156.25 + 50 × 1000 credits per million tokens
+    expected_numerator = 500 * 125_000_000 + 400 * 12_500_000 + 100 * 156_250_000 + 50 * 1_000_000_000
+    assert token_cost(usage, prices) == expected_numerator // 1_000_000
+    assert token_cost(Usage(input=1), TokenPrices(1, 0, 0, 0)) == 1  # a fraction of a micro-credit rounds up
+    assert token_cost(Usage(), prices) == 0

@@ -1,0 +1,70 @@
+import uuid
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from billing.models import LedgerEntry, Wallet
+from billing.services import InsufficientCredits, UsageCharge, usage_charges_apply, wallet_charge, wallet_credit
+from orgs.services import organization_create, user_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def wallet():
+    owner = user_create(email=f"{uuid.uuid4().hex[:8]}@example.test")
+    return organization_create(name="Ledger test", owner=owner).wallet
+
+
+def test_credit_is_idempotent(wallet):
+    for _ in range(3):
+        wallet_credit(wallet_id=wallet.pk, amount=500, idempotency_key="stripe:evt_1")
+    wallet.refresh_from_db()
+    assert wallet.balance == 500
+    assert wallet.entries.count() == 1
+
+
+def test_charge_takes_all_or_nothing(wallet):
+    wallet_credit(wallet_id=wallet.pk, amount=100, idempotency_key="grant")
+    with pytest.raises(InsufficientCredits):
+        wallet_charge(wallet_id=wallet.pk, amount=101, idempotency_key="too-much")
+    entry = wallet_charge(wallet_id=wallet.pk, amount=60, idempotency_key="ok")
+    again = wallet_charge(wallet_id=wallet.pk, amount=60, idempotency_key="ok")
+    wallet.refresh_from_db()
+    assert entry.pk == again.pk and wallet.balance == 40 and entry.balance_after == 40
+
+
+def test_database_forbids_a_negative_balance(wallet):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Wallet.objects.filter(pk=wallet.pk).update(balance=-1)
+
+
+def test_database_forbids_a_duplicate_idempotency_key(wallet):
+    wallet_credit(wallet_id=wallet.pk, amount=5, idempotency_key="dup")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        LedgerEntry.objects.create(wallet=wallet, amount=5, balance_after=10, kind="topup", idempotency_key="dup")
+
+
+def test_ledger_entries_are_append_only(wallet):
+    entry = wallet_credit(wallet_id=wallet.pk, amount=5, idempotency_key="once")
+    entry.amount = 500
+    with pytest.raises(ValueError):
+        entry.save()
+    with pytest.raises(ValueError):
+        entry.delete()
+
+
+def test_usage_charges_clamp_at_zero_and_report_the_shortfall(wallet):
+    wallet_credit(wallet_id=wallet.pk, amount=100, idempotency_key="grant")
+    org_id = wallet.organization_id
+    with transaction.atomic():
+        shortfalls = usage_charges_apply([
+            UsageCharge(organization_id=org_id, amount=70, idempotency_key="c1", reference="r1"),
+            UsageCharge(organization_id=org_id, amount=70, idempotency_key="c2", reference="r2"),
+            UsageCharge(organization_id=org_id, amount=70, idempotency_key="c1", reference="r1"),
+        ])
+    wallet.refresh_from_db()
+    assert wallet.balance == 0
+    assert shortfalls == {"c2": 40}
+    assert sorted(wallet.entries.filter(kind="charge").values_list("amount", flat=True)) == [-70, -30]
+    assert sum(wallet.entries.values_list("amount", flat=True)) == wallet.balance

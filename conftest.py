@@ -1,0 +1,38 @@
+"""Suite-wide: tests run on the real PostgreSQL and Redis; without them, skip locally and fail in CI."""
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+
+
+def service_reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def missing_services() -> list[str]:
+    missing = []
+    db_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if not db_url.startswith("postgres") or not service_reachable(db_url, 5432):
+        missing.append(f"PostgreSQL (DATABASE_URL={db_url or 'unset'})")
+    if not redis_url or not service_reachable(redis_url, 6379):
+        missing.append(f"Redis (REDIS_URL={redis_url or 'unset'})")
+    return missing
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = missing_services()
+    if not missing:
+        return
+    needs_services = [item for item in items if "no_services" not in item.keywords]
+    if os.environ.get("CI"):
+        pytest.exit(f"CI requires {', '.join(missing)}; run the suite with `make test`.", returncode=1)
+    skip = pytest.mark.skip(reason=f"needs {', '.join(missing)} (use `make test`)")
+    for item in needs_services:
+        item.add_marker(skip)

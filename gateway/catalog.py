@@ -1,0 +1,90 @@
+"""An immutable in-process snapshot of the catalog, swapped whole on refresh (never queried per call)."""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from billing.pricing import TokenPrices
+from gateway.db import run_db
+from gateway.errors import invalid_request
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: str
+    kind: str
+    base_url: str
+    api_key: str
+    upstream_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    public_id: str
+    capability: str
+    prices: TokenPrices
+    targets: tuple[Target, ...]
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    routes: tuple[Route, ...]
+    by_name: dict[str, Route]  # public ids and aliases
+
+    def resolve(self, name: object, *, capability: str) -> Route:
+        if not name or not isinstance(name, str):
+            raise invalid_request("Missing required parameter: `model`.", code="missing_model")
+        route = self.by_name.get(name)
+        if route is None or route.capability != capability:
+            available = [r.public_id for r in self.routes if r.capability == capability]
+            raise invalid_request(f"Unknown model `{name}`.", code="model_not_found", available_models=available)
+        return route
+
+
+def catalog_load() -> Catalog:
+    from gateway.models import CatalogModel
+
+    routes = []
+    models = (CatalogModel.objects.filter(enabled=True)
+              .prefetch_related("aliases", "targets__provider").order_by("public_id"))
+    for model in models:
+        targets = tuple(
+            Target(provider=t.provider.name, kind=t.provider.kind, base_url=t.provider.base_url.rstrip("/"),
+                   api_key=t.provider.api_key, upstream_model=t.upstream_model)
+            for t in model.targets.all() if t.provider.enabled
+        )
+        if not targets:
+            continue  # nothing can serve it: don't advertise it
+        prices = TokenPrices(input=model.input_price, cached_input=model.cached_input_price,
+                             cache_write=model.cache_write_price, output=model.output_price)
+        routes.append(Route(public_id=model.public_id, capability=model.capability, prices=prices,
+                            targets=targets, aliases=tuple(a.alias for a in model.aliases.all())))
+    by_name = {alias: r for r in routes for alias in r.aliases}
+    by_name.update({r.public_id: r for r in routes})
+    return Catalog(routes=tuple(routes), by_name=by_name)
+
+
+_current: Catalog | None = None
+
+
+async def catalog() -> Catalog:
+    global _current
+    if _current is None:
+        _current = await run_db(catalog_load)
+    return _current
+
+
+async def catalog_refresh_forever() -> None:
+    """Admin edits reach every gateway process within CATALOG_REFRESH_SECONDS."""
+    global _current
+    while True:
+        await asyncio.sleep(settings.HYPEREAL["CATALOG_REFRESH_SECONDS"])
+        try:
+            _current = await run_db(catalog_load)
+        except Exception:  # keep serving the last good snapshot
+            log.exception("catalog refresh failed")

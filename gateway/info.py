@@ -1,0 +1,52 @@
+"""Read-only model-API endpoints: the model list, the wallet balance and the calling key."""
+
+from billing.money import micro_to_json
+from billing.selectors import wallet_balance
+from gateway.auth import authenticate
+from gateway.catalog import catalog
+from gateway.db import run_db
+from gateway.errors import GatewayError
+from gateway.http import Receive, Scope, Send, send_json
+from gateway.metering import meter
+from gateway.pipeline import Call
+from usage.selectors import api_key_month_spend
+
+
+async def list_models(scope: Scope, receive: Receive, send: Send) -> None:
+    call = Call(endpoint="models")
+    try:
+        await authenticate(scope)
+    except GatewayError as err:
+        return await call.send_openai_error(send, err)
+    data = [{"id": r.public_id, "object": "model", "created": 0, "owned_by": "hypereal"}
+            for r in (await catalog()).routes]
+    await send_json(send, 200, {"object": "list", "data": data}, {"x-request-id": call.request_id})
+
+
+async def credits(scope: Scope, receive: Receive, send: Send) -> None:
+    call = Call(endpoint="credits")
+    try:
+        ctx = await authenticate(scope)
+    except GatewayError as err:
+        return await call.send_openai_error(send, err)
+    await meter.flush()  # read your own writes: calls this process served are charged first
+    balance = await run_db(wallet_balance, organization_id=ctx.org_id)
+    await send_json(send, 200, {"object": "credits", "balance": micro_to_json(balance), "currency": "credits"},
+                    {"x-request-id": call.request_id})
+
+
+async def current_key(scope: Scope, receive: Receive, send: Send) -> None:
+    call = Call(endpoint="key")
+    try:
+        ctx = await authenticate(scope)
+    except GatewayError as err:
+        return await call.send_openai_error(send, err)
+    await meter.flush()
+    spend = await run_db(api_key_month_spend, api_key_id=ctx.key_id)
+    limit = ctx.monthly_spend_limit
+    await send_json(send, 200, {
+        "object": "api_key",
+        "name": ctx.name,
+        "spending_limit": None if limit is None else micro_to_json(limit),
+        "month_to_date_spend": micro_to_json(spend),
+    }, {"x-request-id": call.request_id})

@@ -1,0 +1,87 @@
+"""Charges and request logs, written in batches off the response path.
+
+Calls are queued in process and flushed every METER_FLUSH_MS (or sooner when the batch is full) in
+one transaction per batch. Pending amounts count against the balance floor until they are written;
+shutdown flushes whatever is queued.
+"""
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from gateway.db import run_db
+from usage.services import CallRecord, call_records_save
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+TOUCH_EVERY_SECONDS = 60  # last_used_at is written at most once a minute per key
+
+
+class Meter:
+    def __init__(self) -> None:
+        self._queue: list[CallRecord] = []
+        self._pending_cost: dict[int, int] = {}
+        self._touched: dict[int, datetime] = {}
+        self._last_touch: dict[int, float] = {}
+        self._lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self.on_balances: list = []  # callbacks(dict org_id -> balance) after each write
+
+    def record(self, record: CallRecord) -> None:
+        self._queue.append(record)
+        if record.cost:
+            self._pending_cost[record.organization_id] = self._pending_cost.get(record.organization_id, 0) \
+                + record.cost
+        if (key_id := record.api_key_id) is not None:
+            now = time.monotonic()
+            if now - self._last_touch.get(key_id, -TOUCH_EVERY_SECONDS) >= TOUCH_EVERY_SECONDS:
+                self._last_touch[key_id] = now
+                self._touched[key_id] = timezone.now()
+        if len(self._queue) >= BATCH_SIZE:
+            self._wakeup.set()
+
+    def pending_cost(self, organization_id: int) -> int:
+        return self._pending_cost.get(organization_id, 0)
+
+    async def flush(self) -> None:
+        async with self._lock:
+            while self._queue:
+                batch, self._queue = self._queue[:BATCH_SIZE], self._queue[BATCH_SIZE:]
+                touched, self._touched = self._touched, {}
+                try:
+                    balances = await run_db(call_records_save, records=batch, touched_keys=touched)
+                except Exception:
+                    # Keep them for the next attempt; the write is idempotent per request id.
+                    self._queue[:0] = batch
+                    self._touched.update(touched)
+                    raise
+                for record in batch:
+                    if record.cost:
+                        left = self._pending_cost.get(record.organization_id, 0) - record.cost
+                        if left > 0:
+                            self._pending_cost[record.organization_id] = left
+                        else:
+                            self._pending_cost.pop(record.organization_id, None)
+                for callback in self.on_balances:
+                    callback(balances)
+
+    async def run_forever(self) -> None:
+        interval = settings.HYPEREAL["METER_FLUSH_MS"] / 1000
+        while True:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("metering flush failed; will retry")
+
+
+meter = Meter()

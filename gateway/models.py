@@ -1,0 +1,89 @@
+"""The catalog: upstream providers and the public models routed to them."""
+
+from django.db import models
+
+from hypereal.crypto import decrypt, encrypt
+
+
+class Provider(models.Model):
+    class Kind(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible"
+        ANTHROPIC = "anthropic", "Anthropic"
+        GEMINI = "gemini", "Gemini"
+
+    name = models.SlugField(max_length=80, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OPENAI)
+    base_url = models.URLField(max_length=500, help_text="API root, e.g. https://api.openai.com/v1")
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    region = models.CharField(max_length=40, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def api_key(self) -> str:
+        return decrypt(self.api_key_encrypted)
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        self.api_key_encrypted = encrypt(value)
+
+
+class CatalogModel(models.Model):
+    """A public model id clients send, its prices and its ordered upstream targets."""
+
+    class Capability(models.TextChoices):
+        CHAT = "chat", "Chat"
+        IMAGE = "image", "Image"
+        VIDEO = "video", "Video"
+        AUDIO = "audio", "Audio"
+        GPU = "gpu", "GPU"
+
+    public_id = models.CharField(max_length=120, unique=True)
+    capability = models.CharField(max_length=16, choices=Capability.choices, default=Capability.CHAT)
+    description = models.CharField(max_length=300, blank=True)
+    # Micro-credits per million tokens (1 credit = 1,000,000 µcr; 100 credits = 1 USD).
+    input_price = models.BigIntegerField(default=0)
+    cached_input_price = models.BigIntegerField(default=0)
+    cache_write_price = models.BigIntegerField(default=0)
+    output_price = models.BigIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "gateway_model"
+        verbose_name = "model"
+        ordering = ["public_id"]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class ModelAlias(models.Model):
+    """Another id (e.g. a legacy dated one) that resolves to a model."""
+
+    model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(max_length=120, unique=True)
+
+    class Meta:
+        verbose_name_plural = "model aliases"
+
+    def __str__(self) -> str:
+        return self.alias
+
+
+class FallbackTarget(models.Model):
+    """One (provider, upstream model) of a model's chain, tried in ``position`` order."""
+
+    model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="targets")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="targets")
+    upstream_model = models.CharField(max_length=200)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [models.UniqueConstraint(fields=["model", "position"], name="target_position_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model} → {self.provider}/{self.upstream_model}"

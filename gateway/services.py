@@ -1,0 +1,35 @@
+from django.db import transaction
+
+from billing.money import credits_to_micro
+from gateway.models import CatalogModel, FallbackTarget, ModelAlias, Provider
+
+
+@transaction.atomic
+def provider_upsert(*, name: str, kind: str, base_url: str, api_key: str = "", region: str = "") -> Provider:
+    provider = Provider.objects.filter(name=name).first() or Provider(name=name)
+    provider.kind, provider.base_url, provider.region, provider.enabled = kind, base_url, region, True
+    if api_key:
+        provider.api_key = api_key
+    provider.save()
+    return provider
+
+
+@transaction.atomic
+def model_upsert(*, public_id: str, capability: str, prices_per_mtok: dict[str, str],
+                 targets: list[tuple[Provider, str]], aliases: tuple[str, ...] = (),
+                 description: str = "") -> CatalogModel:
+    """Create or replace a model; ``prices_per_mtok`` are decimal credit strings (never floats)."""
+    model = CatalogModel.objects.filter(public_id=public_id).first() or CatalogModel(public_id=public_id)
+    model.capability, model.description, model.enabled = capability, description, True
+    for field in ("input", "cached_input", "cache_write", "output"):
+        setattr(model, f"{field}_price", credits_to_micro(prices_per_mtok.get(field, "0")))
+    model.save()
+    model.targets.all().delete()
+    FallbackTarget.objects.bulk_create(
+        FallbackTarget(model=model, provider=provider, upstream_model=upstream_model, position=i)
+        for i, (provider, upstream_model) in enumerate(targets)
+    )
+    model.aliases.exclude(alias__in=aliases).delete()
+    for alias in aliases:
+        ModelAlias.objects.update_or_create(alias=alias, defaults={"model": model})
+    return model

@@ -1,0 +1,22 @@
+"""Roles are configuration, not rows: an ordered registry of ranks and scopes."""
+
+OWNER, ADMIN, DEVELOPER, BILLING, VIEWER = "owner", "admin", "developer", "billing", "viewer"
+
+ROLES: dict[str, tuple[int, frozenset[str]]] = {  # rank, scopes — a higher rank manages lower ranks
+    OWNER: (50, frozenset({"*"})),
+    ADMIN: (40, frozenset({"org:read", "members:write", "keys:read", "keys:write", "sso:write",
+                           "webhooks:write", "usage:read", "billing:read", "audit:read"})),
+    DEVELOPER: (30, frozenset({"org:read", "keys:read", "keys:write", "gpu:write", "usage:read"})),
+    BILLING: (20, frozenset({"org:read", "billing:read", "billing:write", "audit:read", "usage:read"})),
+    VIEWER: (10, frozenset({"org:read", "keys:read", "billing:read", "audit:read", "usage:read"})),
+}
+ROLE_CHOICES = [(name, name.capitalize()) for name in ROLES]
+
+
+def role_has_scope(role: str, scope: str) -> bool:
+    scopes = ROLES[role][1]
+    return "*" in scopes or scope in scopes
+
+
+def role_outranks(role: str, other: str) -> bool:
+    return ROLES[role][0] > ROLES[other][0]

@@ -1,0 +1,33 @@
+from django.db import transaction
+from django.utils.text import slugify
+
+from billing.services import wallet_get_or_create
+from orgs.models import Membership, Organization, User
+from orgs.roles import OWNER
+
+
+def _unique_slug(base: str) -> str:
+    base = slugify(base)[:60] or "org"
+    slug, n = base, 1
+    while Organization.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@transaction.atomic
+def organization_create(*, name: str, owner: User, slug: str | None = None,
+                        kind: str = Organization.Kind.TEAM) -> Organization:
+    org = Organization.objects.create(name=name, slug=slug or _unique_slug(name), kind=kind)
+    Membership.objects.create(organization=org, user=owner, role=OWNER)
+    wallet_get_or_create(organization=org)
+    return org
+
+
+@transaction.atomic
+def user_create(*, email: str, password: str | None = None, **extra) -> User:
+    """Every user gets a personal organization, so their keys work without any team."""
+    user = User.objects.create_user(email=email, password=password, **extra)
+    organization_create(name=f"{email.split('@')[0]} (personal)", owner=user,
+                        kind=Organization.Kind.PERSONAL)
+    return user

@@ -1,0 +1,142 @@
+"""Live servers for end-to-end tests: the simulator and the gateway run as real processes over HTTP."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_MAX_BODY_BYTES = 256 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_healthy(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)  # polling a readiness condition, bounded by the deadline
+    raise RuntimeError(f"{url} not healthy after {timeout} s")
+
+
+def start_process(args: list[str], health_url: str, env: dict | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})})
+    try:
+        wait_until_healthy(health_url, proc)
+    except Exception:
+        proc.kill()
+        raise
+    return proc
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def sim_url():
+    port = free_port()
+    proc = start_process([sys.executable, "-m", "sim", "--host", "127.0.0.1", "--port", str(port)],
+                         f"http://127.0.0.1:{port}/health")
+    yield f"http://127.0.0.1:{port}"
+    stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def committed_db(django_db_setup, django_db_blocker):
+    """Committed data the gateway process can see (tests isolate themselves by creating their own orgs)."""
+    with django_db_blocker.unblock():
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_catalog(committed_db, sim_url):
+    from gateway.demo import demo_catalog_install
+
+    return demo_catalog_install(simulator_url=sim_url)
+
+
+def gateway_env() -> dict[str, str]:
+    from django.db import connection
+
+    db = connection.settings_dict
+    return {
+        "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": os.environ["REDIS_URL"],
+        "HYPEREAL_MAX_BODY_BYTES": str(TEST_MAX_BODY_BYTES),
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway_url(demo_catalog, redis_client):
+    port = free_port()
+    proc = start_process([sys.executable, "-m", "uvicorn", "hypereal.asgi:application", "--host", "127.0.0.1",
+                          "--port", str(port), "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
+                         f"http://127.0.0.1:{port}/health", env=gateway_env())
+    yield f"http://127.0.0.1:{port}"
+    stop_process(proc)
+
+
+@dataclass
+class Account:
+    org: object
+    key: str
+    key_id: int
+
+
+@pytest.fixture
+def make_account(committed_db) -> Callable[..., Account]:
+    """An organization with its own wallet and key, so tests never share money."""
+    from apikeys.services import api_key_create
+    from billing.money import credits_to_micro
+    from billing.services import wallet_credit
+    from orgs.services import organization_create, user_create
+
+    def make(*, credits: str = "1000", spending_limit: int | None = None) -> Account:
+        tag = uuid.uuid4().hex[:10]
+        owner = user_create(email=f"owner-{tag}@example.test", password="pw-unused-123")
+        org = organization_create(name=f"Test {tag}", owner=owner)
+        if credits_to_micro(credits):
+            wallet_credit(wallet_id=org.wallet.pk, amount=credits_to_micro(credits),
+                          idempotency_key=f"test-grant:{tag}")
+        key, plaintext = api_key_create(organization=org, name=f"key {tag}", created_by=owner,
+                                        monthly_spend_limit=spending_limit)
+        return Account(org=org, key=plaintext, key_id=key.pk)
+
+    return make
+
+
+@pytest.fixture
+def account(make_account) -> Account:
+    return make_account()

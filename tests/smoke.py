@@ -1,0 +1,57 @@
+"""Start the embedded default exactly as `make run` does (SQLite, no Redis) and call it with the openai SDK."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from decimal import Decimal
+
+import httpx
+from openai import OpenAI
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    port, sim_port = free_port(), free_port()
+    var_dir = tempfile.mkdtemp(prefix="hypereal-smoke-")
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(PORT=str(port), SIM_PORT=str(sim_port), HYPEREAL_VAR_DIR=var_dir)
+    proc = subprocess.Popen(["make", "--no-print-directory", "run"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    key = None
+    try:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            if match := re.search(r"API key:\s+(ck_\S+)", line):
+                key = match.group(1)
+            if "Press Ctrl-C" in line:
+                break
+        if key is None:
+            print("smoke: make run never printed an API key", file=sys.stderr)
+            return 1
+        base = f"http://127.0.0.1:{port}/api/v1"
+        before = Decimal(str(httpx.get(f"{base}/credits", headers={"Authorization": f"Bearer {key}"}).json()["balance"]))
+        client = OpenAI(base_url=base, api_key=key)
+        reply = client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "Hello"}])
+        cost = Decimal(str(reply.usage.model_extra["cost"]))
+        after = Decimal(str(httpx.get(f"{base}/credits", headers={"Authorization": f"Bearer {key}"}).json()["balance"]))
+        print(f"smoke: reply {reply.choices[0].message.content!r}, cost {cost}, balance {before} -> {after}")
+        assert reply.choices[0].message.content, "empty reply"
+        assert cost > 0 and before - after == cost, "the balance must drop by exactly the reported cost"
+        print("smoke: 1 passed, 0 failed")
+        return 0
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+from django.db import models
+
+from apikeys.models import ApiKey
+from orgs.models import Organization
+
+
+class RequestLog(models.Model):
+    """One gateway call. Written in the same transaction as its ledger charge."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="request_logs")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="request_logs")
+    request_id = models.CharField(max_length=64, unique=True)
+    endpoint = models.CharField(max_length=64)
+    model = models.CharField(max_length=120, blank=True)
+    provider = models.CharField(max_length=80, blank=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField()
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token (streams).")
+    input_tokens = models.PositiveIntegerField(default=0, help_text="All prompt tokens, cached included.")
+    cached_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0, help_text="Reasoning included.")
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    cost = models.BigIntegerField(default=0, help_text="Micro-credits priced for this call.")
+    uncollected = models.BigIntegerField(default=0, help_text="Part of the cost the wallet could not cover.")
+    error_type = models.CharField(max_length=64, blank=True)
+    stream = models.BooleanField(default=False)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="log_org_time"),
+            models.Index(fields=["organization", "model", "-created_at"], name="log_org_model_time"),
+            models.Index(fields=["organization", "status", "-created_at"], name="log_org_status_time"),
+            models.Index(fields=["api_key", "-created_at"], name="log_key_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} {self.status}"

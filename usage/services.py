@@ -1,0 +1,68 @@
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+
+from apikeys.services import api_keys_touch
+from billing.models import Wallet
+from billing.services import UsageCharge, usage_charges_apply
+from gateway.usage import Usage
+from usage.models import RequestLog
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What one finished gateway call produced; the metering queue carries these."""
+
+    request_id: str
+    organization_id: int
+    api_key_id: int | None
+    endpoint: str
+    model: str
+    provider: str
+    upstream_model: str
+    status: int
+    latency_ms: int
+    usage: Usage
+    cost: int
+    created_at: datetime
+    stream: bool = False
+    ttft_ms: int | None = None
+    error_type: str = ""
+
+
+@transaction.atomic
+def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, datetime] | None = None
+                      ) -> dict[int, int]:
+    """Charge and log a batch of calls in one transaction; returns the new balance of each wallet touched.
+
+    Idempotent per request id, so a batch replayed after a crash neither logs nor charges twice.
+    """
+    seen = set(RequestLog.objects.filter(request_id__in=[r.request_id for r in records])
+               .values_list("request_id", flat=True))
+    fresh = []
+    for record in records:
+        if record.request_id not in seen:
+            seen.add(record.request_id)
+            fresh.append(record)
+    shortfalls = usage_charges_apply([
+        UsageCharge(organization_id=r.organization_id, amount=r.cost, idempotency_key=f"call:{r.request_id}",
+                    reference=r.request_id)
+        for r in fresh if r.cost > 0
+    ])
+    RequestLog.objects.bulk_create([
+        RequestLog(
+            organization_id=r.organization_id, api_key_id=r.api_key_id, request_id=r.request_id,
+            endpoint=r.endpoint, model=r.model, provider=r.provider, upstream_model=r.upstream_model,
+            status=r.status, latency_ms=r.latency_ms, ttft_ms=r.ttft_ms, input_tokens=r.usage.input,
+            cached_tokens=r.usage.cached_read, cache_write_tokens=r.usage.cache_write,
+            output_tokens=r.usage.output, reasoning_tokens=r.usage.reasoning, cost=r.cost,
+            uncollected=shortfalls.get(f"call:{r.request_id}", 0), error_type=r.error_type,
+            stream=r.stream, created_at=r.created_at,
+        )
+        for r in fresh
+    ])
+    if touched_keys:
+        api_keys_touch(last_used=touched_keys)
+    org_ids = {r.organization_id for r in records}
+    return dict(Wallet.objects.filter(organization_id__in=org_ids).values_list("organization_id", "balance"))
