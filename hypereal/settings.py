@@ -150,6 +150,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},  # one line per upstream call
 }
 
 # Gateway: money is integer micro-credits (1 credit = 1,000,000 µcr; 100 credits = 1 USD).
