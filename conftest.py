@@ -36,3 +36,18 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"needs {', '.join(missing)} (use `make test`)")
     for item in needs_services:
         item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_keepdb):
+    """Always create the test database: live-server tests use committed data, without a django_db mark."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    verbosity = request.config.option.verbose
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=verbosity, interactive=False, keepdb=django_db_keepdb,
+                                 aliases={"default"})
+    yield
+    if not django_db_keepdb:
+        with django_db_blocker.unblock():
+            teardown_databases(config, verbosity=verbosity)

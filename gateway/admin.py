@@ -6,6 +6,8 @@ from gateway.models import CatalogModel, FallbackTarget, ModelAlias, Provider
 
 
 class ProviderForm(forms.ModelForm):
+    base_url = forms.URLField(max_length=500, assume_scheme="https",
+                              help_text="API root, e.g. https://api.openai.com/v1")
     api_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
                               help_text="Stored encrypted. Leave empty to keep the current key.")
 

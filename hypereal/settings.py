@@ -135,7 +135,6 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 default, opted into now
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Hypereal <no-reply@hypereal.local>")
