@@ -40,3 +40,13 @@ def test_wrong_method_is_405(gateway_url, account):
     resp = httpx.get(f"{gateway_url}/api/v1/chat/completions", headers={"Authorization": f"Bearer {account.key}"})
     assert resp.status_code == 405
     assert resp.headers["allow"] == "POST"
+
+
+def test_a_used_key_records_when_it_was_last_used(gateway_url, account):
+    from apikeys.models import ApiKey
+
+    assert ApiKey.objects.get(pk=account.key_id).last_used_at is None
+    OpenAI(base_url=f"{gateway_url}/api/v1", api_key=account.key).chat.completions.create(
+        model="gpt-5.5", messages=[{"role": "user", "content": "touch"}])
+    httpx.get(f"{gateway_url}/api/v1/credits", headers={"Authorization": f"Bearer {account.key}"})
+    assert ApiKey.objects.get(pk=account.key_id).last_used_at is not None
