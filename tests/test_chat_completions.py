@@ -227,3 +227,20 @@ def test_oversized_body_is_413(gateway_url, account):
 def test_v1_mirror_serves_the_same_api(gateway_url, account):
     client = OpenAI(base_url=f"{gateway_url}/v1", api_key=account.key, max_retries=0)
     assert client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}]).choices
+
+
+def test_upstream_cut_mid_stream_ends_with_an_error_event_and_bills_what_was_sent(gateway_url, account, client):
+    before = balance(gateway_url, account.key)
+    with client.chat.completions.with_streaming_response.create(
+            model="gpt-5.5", stream=True, messages=[{"role": "user", "content": "cut me off"}],
+            extra_body={"sim": {"cut_after": 4}}) as resp:
+        request_id = resp.headers["x-request-id"]
+        received = []
+        with pytest.raises(openai.APIError, match="interrupted"):
+            for chunk in resp.parse():
+                received.append(chunk)
+    assert "".join(c.choices[0].delta.content or "" for c in received if c.choices)
+    spent = before - balance(gateway_url, account.key)
+    log = RequestLog.objects.get(request_id=request_id)
+    assert (log.status, log.error_type) == (502, "upstream_stream_interrupted")
+    assert log.output_tokens > 0 and spent == log.cost > 0
