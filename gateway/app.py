@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 
-from gateway import upstream
+from gateway import redis, upstream
 from gateway.catalog import catalog, catalog_refresh_forever
 from gateway.chat import chat_completions
 from gateway.errors import GatewayError, openai_error_body
@@ -50,3 +50,4 @@ class Lifecycle:
                 await task
         await meter.flush()  # nothing served goes unbilled
         await upstream.close()
+        await redis.close()

@@ -21,6 +21,8 @@ class KeyContext:
     name: str
     monthly_spend_limit: int | None  # micro-credits
     active: bool
+    rpm: int  # the organization's limits (0 = unlimited)
+    tpm: int
 
 
 # Revoked or disabled keys stop working everywhere within this TTL (documented in the README).
@@ -46,8 +48,11 @@ def _load(digest: str) -> KeyContext | None:
     key = api_key_by_hash(key_hash=digest)
     if key is None:
         return None
+    org, conf = key.organization, settings.HYPEREAL
     return KeyContext(key_id=key.pk, org_id=key.organization_id, name=key.name,
-                      monthly_spend_limit=key.monthly_spend_limit, active=key.is_active)
+                      monthly_spend_limit=key.monthly_spend_limit, active=key.is_active,
+                      rpm=conf["DEFAULT_RPM"] if org.rate_limit_rpm is None else org.rate_limit_rpm,
+                      tpm=conf["DEFAULT_TPM"] if org.rate_limit_tpm is None else org.rate_limit_tpm)
 
 
 async def authenticate(scope: Scope) -> KeyContext:

@@ -20,6 +20,8 @@ class Target:
     base_url: str
     api_key: str
     upstream_model: str
+    connect_timeout: float
+    read_timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +31,18 @@ class Route:
     prices: TokenPrices
     targets: tuple[Target, ...]
     aliases: tuple[str, ...]
+    intents: tuple[str, ...]
+
+    @property
+    def blended_price(self) -> int:
+        return self.prices.input + self.prices.output
 
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
     routes: tuple[Route, ...]
     by_name: dict[str, Route]  # public ids and aliases
+    by_intent: dict[str, tuple[Route, ...]]  # cheapest first
 
     def resolve(self, name: object, *, capability: str) -> Route:
         if not name or not isinstance(name, str):
@@ -49,13 +57,16 @@ class Catalog:
 def catalog_load() -> Catalog:
     from gateway.models import CatalogModel
 
+    conf = settings.HYPEREAL
     routes = []
     models = (CatalogModel.objects.filter(enabled=True)
               .prefetch_related("aliases", "targets__provider").order_by("public_id"))
     for model in models:
         targets = tuple(
             Target(provider=t.provider.name, kind=t.provider.kind, base_url=t.provider.base_url.rstrip("/"),
-                   api_key=t.provider.api_key, upstream_model=t.upstream_model)
+                   api_key=t.provider.api_key, upstream_model=t.upstream_model,
+                   connect_timeout=t.provider.connect_timeout or conf["UPSTREAM_CONNECT_TIMEOUT"],
+                   read_timeout=t.provider.read_timeout or conf["UPSTREAM_READ_TIMEOUT"])
             for t in model.targets.all() if t.provider.enabled
         )
         if not targets:
@@ -63,10 +74,16 @@ def catalog_load() -> Catalog:
         prices = TokenPrices(input=model.input_price, cached_input=model.cached_input_price,
                              cache_write=model.cache_write_price, output=model.output_price)
         routes.append(Route(public_id=model.public_id, capability=model.capability, prices=prices,
-                            targets=targets, aliases=tuple(a.alias for a in model.aliases.all())))
+                            targets=targets, aliases=tuple(a.alias for a in model.aliases.all()),
+                            intents=tuple(i.strip() for i in model.intents.split(",") if i.strip())))
     by_name = {alias: r for r in routes for alias in r.aliases}
     by_name.update({r.public_id: r for r in routes})
-    return Catalog(routes=tuple(routes), by_name=by_name)
+    by_intent: dict[str, list[Route]] = {}
+    for route in sorted(routes, key=lambda r: (r.blended_price, r.public_id)):
+        for intent in route.intents:
+            by_intent.setdefault(intent, []).append(route)
+    return Catalog(routes=tuple(routes), by_name=by_name,
+                   by_intent={intent: tuple(rs) for intent, rs in by_intent.items()})
 
 
 _current: Catalog | None = None

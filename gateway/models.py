@@ -17,6 +17,9 @@ class Provider(models.Model):
     api_key_encrypted = models.TextField(blank=True, editable=False)
     region = models.CharField(max_length=40, blank=True)
     enabled = models.BooleanField(default=True)
+    connect_timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty = the default.")
+    read_timeout = models.FloatField(null=True, blank=True,
+                                     help_text="Seconds to wait for any byte (also the stream idle timeout).")
 
     def __str__(self) -> str:
         return self.name
@@ -43,6 +46,9 @@ class CatalogModel(models.Model):
     public_id = models.CharField(max_length=120, unique=True)
     capability = models.CharField(max_length=16, choices=Capability.choices, default=Capability.CHAT)
     description = models.CharField(max_length=300, blank=True)
+    intents = models.CharField(max_length=300, blank=True,
+                               help_text="Comma-separated intent buckets, e.g. chat-fast. A request with "
+                                         "`intent` gets the cheapest healthy model of the bucket.")
     # Micro-credits per million tokens (1 credit = 1,000,000 µcr; 100 credits = 1 USD).
     input_price = models.BigIntegerField(default=0)
     cached_input_price = models.BigIntegerField(default=0)

@@ -1,14 +1,17 @@
-"""What every gateway call shares: request id, timing, error responses and the metering record."""
+"""What every gateway call shares: request id, timing, headers, error responses and its one record."""
 
+import asyncio
+import contextlib
 import os
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.utils import timezone
 
 from gateway.errors import GatewayError, openai_error_body
-from gateway.http import Send, send_json
+from gateway.http import Receive, Send, send_json
 from gateway.metering import meter
 from gateway.usage import Usage
 from usage.services import CallRecord
@@ -21,6 +24,12 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     created_at: datetime = field(default_factory=timezone.now)
     ttft_ms: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every response of this call
+    attempts: list[dict] = field(default_factory=list)
+    recorded: bool = False
+
+    def __post_init__(self) -> None:
+        self.headers["x-request-id"] = self.request_id
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -32,12 +41,37 @@ class Call:
     def record(self, *, org_id: int, key_id: int | None, model: str, status: int, usage: Usage = Usage(),
                cost: int = 0, provider: str = "", upstream_model: str = "", stream: bool = False,
                error_type: str = "") -> None:
+        """Queue this call's charge and log; a call is recorded once whatever path it ended on."""
+        if self.recorded:
+            return
+        self.recorded = True
         meter.record(CallRecord(
             request_id=self.request_id, organization_id=org_id, api_key_id=key_id, endpoint=self.endpoint,
             model=model, provider=provider, upstream_model=upstream_model, status=status,
             latency_ms=self.elapsed_ms(), usage=usage, cost=cost, created_at=self.created_at, stream=stream,
-            ttft_ms=self.ttft_ms, error_type=error_type,
+            ttft_ms=self.ttft_ms, error_type=error_type, attempts=self.attempts,
         ))
 
     async def send_openai_error(self, send: Send, err: GatewayError) -> None:
-        await send_json(send, err.status, openai_error_body(err), {"x-request-id": self.request_id, **err.headers})
+        await send_json(send, err.status, openai_error_body(err), {**self.headers, **err.headers})
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def cancel_on_disconnect(receive: Receive, work: Coroutine) -> None:
+    """Run ``work``; if the client goes away first, cancel it (which cancels the upstream request)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if not task.cancelled():
+        task.result()  # re-raise what the work raised

@@ -26,20 +26,9 @@ async def close() -> None:
         _client = None
 
 
-def transport_error(exc: httpx.HTTPError) -> GatewayError:
-    """A failure to get an answer at all, as the client should see it."""
-    if isinstance(exc, httpx.TimeoutException):
-        return GatewayError(504, "upstream_timeout", "The upstream provider did not answer in time.")
-    return GatewayError(502, "upstream_error", "The upstream provider could not be reached.")
-
-
 def status_error(status: int, payload: object) -> GatewayError:
-    """An upstream error answer: client errors pass through as they are, server errors become 502."""
+    """An upstream's answer to a bad request, passed on with its status and message."""
     upstream = payload.get("error") if isinstance(payload, dict) else None
     message = (upstream.get("message") if isinstance(upstream, dict) else None) or f"Upstream answered {status}."
-    if 400 <= status < 500 and status != 429:
-        err_type = upstream.get("type") if isinstance(upstream, dict) else None
-        return GatewayError(status, err_type or "invalid_request_error", message)
-    if status == 429:
-        return GatewayError(429, "upstream_rate_limited", f"The upstream provider is rate limiting: {message}")
-    return GatewayError(502, "upstream_error", f"The upstream provider failed ({status}): {message}")
+    err_type = (upstream.get("type") if isinstance(upstream, dict) else None) or "invalid_request_error"
+    return GatewayError(status, err_type, message)

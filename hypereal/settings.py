@@ -163,4 +163,12 @@ HYPEREAL = {
     "UPSTREAM_CONNECT_TIMEOUT": float(os.environ.get("HYPEREAL_UPSTREAM_CONNECT_TIMEOUT", "10")),
     "UPSTREAM_READ_TIMEOUT": float(os.environ.get("HYPEREAL_UPSTREAM_READ_TIMEOUT", "300")),
     "SIMULATOR_URL": os.environ.get("HYPEREAL_SIMULATOR_URL", "http://127.0.0.1:9100"),
+    # Traffic control (0 = unlimited); organizations can override the limits in admin.
+    "DEFAULT_RPM": env_int("HYPEREAL_DEFAULT_RPM", 600),
+    "DEFAULT_TPM": env_int("HYPEREAL_DEFAULT_TPM", 2_000_000),
+    "OUTPUT_TOKENS_RESERVE": env_int("HYPEREAL_OUTPUT_TOKENS_RESERVE", 1024),
+    "REQUEST_DEADLINE_SECONDS": float(os.environ.get("HYPEREAL_REQUEST_DEADLINE_SECONDS", "600")),
+    "RETRY_BACKOFF_MS": env_int("HYPEREAL_RETRY_BACKOFF_MS", 100),
+    "COOLDOWN_FAILURES": env_int("HYPEREAL_COOLDOWN_FAILURES", 3),
+    "COOLDOWN_SECONDS": env_int("HYPEREAL_COOLDOWN_SECONDS", 30),
 }

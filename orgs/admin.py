@@ -26,9 +26,13 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "kind", "created_at")
+    list_display = ("slug", "name", "kind", "rate_limit_rpm", "rate_limit_tpm", "created_at")
     list_filter = ("kind",)
     search_fields = ("slug", "name")
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "kind")}),
+        ("Rate limits (empty = default from settings)", {"fields": ("rate_limit_rpm", "rate_limit_tpm")}),
+    )
     inlines = [MembershipInline]
 
 

@@ -47,6 +47,9 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TEAM)
+    # Shared by all of the organization's keys; empty = the defaults from settings.
+    rate_limit_rpm = models.PositiveIntegerField(null=True, blank=True, verbose_name="requests per minute")
+    rate_limit_tpm = models.PositiveIntegerField(null=True, blank=True, verbose_name="tokens per minute")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -27,6 +27,8 @@ class RequestLog(models.Model):
     uncollected = models.BigIntegerField(default=0, help_text="Part of the cost the wallet could not cover.")
     error_type = models.CharField(max_length=64, blank=True)
     stream = models.BooleanField(default=False)
+    attempts = models.JSONField(default=list, blank=True,
+                                help_text="Each upstream attempt: provider, upstream model, status, latency.")
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:

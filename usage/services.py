@@ -1,4 +1,4 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
@@ -29,6 +29,7 @@ class CallRecord:
     stream: bool = False
     ttft_ms: int | None = None
     error_type: str = ""
+    attempts: list[dict] = field(default_factory=list)
 
 
 @transaction.atomic
@@ -58,7 +59,7 @@ def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, date
             cached_tokens=r.usage.cached_read, cache_write_tokens=r.usage.cache_write,
             output_tokens=r.usage.output, reasoning_tokens=r.usage.reasoning, cost=r.cost,
             uncollected=shortfalls.get(f"call:{r.request_id}", 0), error_type=r.error_type,
-            stream=r.stream, created_at=r.created_at,
+            stream=r.stream, created_at=r.created_at, attempts=r.attempts,
         )
         for r in fresh
     ])

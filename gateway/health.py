@@ -1,0 +1,106 @@
+"""Target health: consecutive failures put an upstream target in cooldown for every gateway process.
+
+A target failing COOLDOWN_FAILURES times in a row (connection error, timeout, 429, 5xx) is skipped
+for COOLDOWN_SECONDS, then tried again. The state lives in Redis; each process trusts its view of it
+for one second. Without Redis it lives in this process.
+"""
+
+import time
+
+from django.conf import settings
+
+from gateway.catalog import Target
+from gateway.redis import redis_client
+
+VIEW_SECONDS = 1.0
+FAIL_WINDOW = 60  # failures further apart than this are not "in a row"
+
+
+def target_id(target: Target) -> str:
+    return f"{target.provider}/{target.upstream_model}"
+
+
+def _fails_key(tid: str) -> str:
+    return f"hypereal:health:fails:{tid}"
+
+
+def _cool_key(tid: str) -> str:
+    return f"hypereal:health:cool:{tid}"
+
+
+class Health:
+    def __init__(self) -> None:
+        self._view: dict[str, tuple[float, float]] = {}  # id → (checked at, cooling until, epoch s)
+        self._failing: dict[str, float] = {}  # ids this process saw fail recently → when
+        self._local_fails: dict[str, int] = {}  # embedded default only
+        self._local_cool: dict[str, float] = {}
+
+    async def usable(self, targets: tuple[Target, ...]) -> list[Target]:
+        """The targets not in cooldown, in chain order."""
+        now, mono = time.time(), time.monotonic()
+        ids = [target_id(t) for t in targets]
+        stale = [tid for tid in ids if mono - self._view.get(tid, (-VIEW_SECONDS, 0))[0] >= VIEW_SECONDS]
+        if stale:
+            redis = redis_client()
+            if redis is None:
+                values = [self._local_cool.get(tid) for tid in stale]
+            else:
+                values = await redis.mget([_cool_key(tid) for tid in stale])
+            for tid, value in zip(stale, values):
+                self._view[tid] = (mono, float(value or 0))
+        return [t for t, tid in zip(targets, ids) if self._view[tid][1] <= now]
+
+    def cooling_until(self, targets: tuple[Target, ...]) -> float:
+        return min((self._view.get(target_id(t), (0, 0))[1] for t in targets), default=0)
+
+    async def failed(self, target: Target) -> None:
+        tid, conf = target_id(target), settings.HYPEREAL
+        self._failing[tid] = time.monotonic()
+        redis = redis_client()
+        if redis is None:
+            fails = self._local_fails[tid] = self._local_fails.get(tid, 0) + 1
+        else:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.incr(_fails_key(tid))
+                pipe.expire(_fails_key(tid), FAIL_WINDOW)
+                fails = (await pipe.execute())[0]
+        if fails >= conf["COOLDOWN_FAILURES"]:
+            until = time.time() + conf["COOLDOWN_SECONDS"]
+            if redis is None:
+                self._local_cool[tid] = until
+                self._local_fails.pop(tid, None)
+            else:
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.set(_cool_key(tid), until, ex=conf["COOLDOWN_SECONDS"])
+                    pipe.delete(_fails_key(tid))
+                    await pipe.execute()
+            self._view[tid] = (time.monotonic(), until)
+
+    async def succeeded(self, target: Target) -> None:
+        """A success ends a run of failures; only processes that saw one pay the Redis write."""
+        tid = target_id(target)
+        if self._failing.pop(tid, None) is None:
+            return
+        redis = redis_client()
+        if redis is None:
+            self._local_fails.pop(tid, None)
+        else:
+            await redis.delete(_fails_key(tid))
+
+
+health = Health()
+
+
+def health_snapshot(ids: list[str]) -> dict[str, tuple[int, float]]:
+    """For Django admin (sync): id → (failures in a row, cooling until epoch seconds or 0)."""
+    import redis as sync_redis
+
+    if not settings.REDIS_URL:
+        return {tid: (health._local_fails.get(tid, 0), health._local_cool.get(tid, 0)) for tid in ids}
+    client = sync_redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        fails = client.mget([_fails_key(tid) for tid in ids]) if ids else []
+        cool = client.mget([_cool_key(tid) for tid in ids]) if ids else []
+    finally:
+        client.close()
+    return {tid: (int(f or 0), float(c or 0)) for tid, f, c in zip(ids, fails, cool)}

@@ -1,0 +1,20 @@
+"""Which model serves a call: the pinned one exactly, or the cheapest healthy one of an intent bucket."""
+
+from gateway.catalog import Catalog, Route
+from gateway.errors import invalid_request
+from gateway.health import health
+
+
+async def choose_route(catalog: Catalog, body: dict, *, capability: str) -> Route:
+    model, intent = body.get("model"), body.get("intent")
+    if model or not intent:
+        return catalog.resolve(model, capability=capability)
+    candidates = [r for r in catalog.by_intent.get(intent, ()) if r.capability == capability] \
+        if isinstance(intent, str) else []
+    if not candidates:
+        available = sorted(i for i, rs in catalog.by_intent.items() if any(r.capability == capability for r in rs))
+        raise invalid_request(f"Unknown intent `{intent}`.", code="intent_not_found", available_intents=available)
+    for route in candidates:
+        if await health.usable(route.targets):
+            return route
+    return candidates[0]  # every one is cooling down: the fallback logic answers 503 with Retry-After
