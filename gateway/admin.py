@@ -1,7 +1,11 @@
+import time
+from datetime import UTC, datetime
+
 from django import forms
 from django.contrib import admin
 
 from billing.money import micro_to_credits
+from gateway.health import health_snapshot, target_cooldown_clear, target_cooldown_set
 from gateway.models import CatalogModel, FallbackTarget, ModelAlias, Provider
 
 
@@ -13,7 +17,7 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ("name", "kind", "base_url", "api_key", "region", "enabled")
+        fields = ("name", "kind", "base_url", "api_key", "region", "enabled", "connect_timeout", "read_timeout")
 
     def save(self, commit=True):
         if new_key := self.cleaned_data.get("api_key"):
@@ -24,7 +28,7 @@ class ProviderForm(forms.ModelForm):
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
-    list_display = ("name", "kind", "base_url", "region", "enabled", "has_key")
+    list_display = ("name", "kind", "base_url", "region", "enabled", "has_key", "connect_timeout", "read_timeout")
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url")
 
@@ -51,7 +55,7 @@ class CatalogModelAdmin(admin.ModelAdmin):
     search_fields = ("public_id", "aliases__alias", "description")
     inlines = [AliasInline, TargetInline]
     fieldsets = (
-        (None, {"fields": ("public_id", "capability", "description", "enabled")}),
+        (None, {"fields": ("public_id", "capability", "description", "intents", "enabled")}),
         ("Prices (micro-credits per million tokens; 1 credit = 1,000,000 µcr, 100 credits = 1 USD)",
          {"fields": ("input_price", "cached_input_price", "cache_write_price", "output_price")}),
     )
@@ -63,3 +67,41 @@ class CatalogModelAdmin(admin.ModelAdmin):
     @admin.display(description="Output (credits/MTok)", ordering="output_price")
     def output_credits(self, obj):
         return micro_to_credits(obj.output_price)
+
+
+@admin.register(FallbackTarget)
+class FallbackTargetAdmin(admin.ModelAdmin):
+    """Every target with its live health (from the shared cooldown state)."""
+
+    list_display = ("model", "position", "provider", "upstream_model", "failures_in_a_row", "cooling_until")
+    list_filter = ("provider",)
+    search_fields = ("model__public_id", "upstream_model", "provider__name")
+    list_select_related = ("model", "provider")
+    actions = ("cool_down", "clear_cooldown")
+
+    @staticmethod
+    def _tid(obj) -> str:
+        return f"{obj.provider.name}/{obj.upstream_model}"
+
+    def _health(self, obj) -> tuple[int, float]:
+        return health_snapshot([self._tid(obj)])[self._tid(obj)]
+
+    @admin.action(description="Take out of traffic for 10 minutes")
+    def cool_down(self, request, queryset):
+        for obj in queryset.select_related("provider"):
+            target_cooldown_set(self._tid(obj), 600)
+
+    @admin.action(description="Clear cooldown and failures")
+    def clear_cooldown(self, request, queryset):
+        for obj in queryset.select_related("provider"):
+            target_cooldown_clear(self._tid(obj))
+
+    @admin.display(description="Failures in a row")
+    def failures_in_a_row(self, obj):
+        return self._health(obj)[0]
+
+    @admin.display(description="Cooling down until")
+    def cooling_until(self, obj):
+        until = self._health(obj)[1]
+        return datetime.fromtimestamp(until, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if until > time.time() \
+            else "healthy"

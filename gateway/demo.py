@@ -5,20 +5,29 @@ from django.conf import settings
 from gateway.models import CatalogModel, Provider
 from gateway.services import model_upsert, provider_upsert
 
-# Credits per million tokens (100 credits = 1 USD).
+CHAT = CatalogModel.Capability.CHAT
+# Credits per million tokens (100 credits = 1 USD), and the intent buckets each model serves.
 DEMO_CHAT_MODELS = {
-    "gpt-5.5": {"input": "125", "cached_input": "12.5", "output": "1000"},
-    "gpt-5.4-mini": {"input": "25", "cached_input": "2.5", "output": "200"},
-    "deepseek-v4-flash": {"input": "7", "cached_input": "0.7", "output": "28"},
+    "gpt-5.5": ({"input": "125", "cached_input": "12.5", "output": "1000"}, ()),
+    "gpt-5.4-mini": ({"input": "25", "cached_input": "2.5", "output": "200"}, ("chat-fast",)),
+    "deepseek-v4-flash": ({"input": "7", "cached_input": "0.7", "output": "28"}, ("chat-fast",)),
 }
 
 
 def demo_catalog_install(*, simulator_url: str | None = None) -> list[CatalogModel]:
     base = (simulator_url or settings.HYPEREAL["SIMULATOR_URL"]).rstrip("/")
-    openai_sim = provider_upsert(name="simulator-openai", kind=Provider.Kind.OPENAI, base_url=f"{base}/v1",
-                                 api_key="sim-local-key")
-    return [
-        model_upsert(public_id=model_id, capability=CatalogModel.Capability.CHAT, prices_per_mtok=prices,
-                     targets=[(openai_sim, model_id)], description="Demo model served by the simulator.")
-        for model_id, prices in DEMO_CHAT_MODELS.items()
+    sim = provider_upsert(name="simulator-openai", kind=Provider.Kind.OPENAI, base_url=f"{base}/v1",
+                          api_key="sim-local-key")
+    # A provider whose every answer is a 500: `sim-flaky` falls back from it to the healthy one.
+    broken = provider_upsert(name="simulator-broken", kind=Provider.Kind.OPENAI,
+                             base_url=f"{base}/x/fail=500/v1", api_key="sim-local-key")
+    models = [
+        model_upsert(public_id=model_id, capability=CHAT, prices_per_mtok=prices, targets=[(sim, model_id)],
+                     intents=intents, description="Demo model served by the simulator.")
+        for model_id, (prices, intents) in DEMO_CHAT_MODELS.items()
     ]
+    models.append(model_upsert(
+        public_id="sim-flaky", capability=CHAT, prices_per_mtok={"input": "10", "output": "40"},
+        targets=[(broken, "sim-flaky-primary"), (sim, "sim-flaky-backup")],
+        description="Demo of fallback: the first target always answers 500, the second succeeds."))
+    return models

@@ -91,16 +91,41 @@ class Health:
 health = Health()
 
 
-def health_snapshot(ids: list[str]) -> dict[str, tuple[int, float]]:
-    """For Django admin (sync): id → (failures in a row, cooling until epoch seconds or 0)."""
+# Operator side (sync: Django admin, management commands). Without Redis the state is this process's.
+
+def _sync_redis():
     import redis as sync_redis
 
-    if not settings.REDIS_URL:
+    return sync_redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
+
+
+def health_snapshot(ids: list[str]) -> dict[str, tuple[int, float]]:
+    """id → (failures in a row, cooling until as epoch seconds, 0 when healthy)."""
+    client = _sync_redis()
+    if client is None:
         return {tid: (health._local_fails.get(tid, 0), health._local_cool.get(tid, 0)) for tid in ids}
-    client = sync_redis.Redis.from_url(settings.REDIS_URL)
-    try:
+    with client:
         fails = client.mget([_fails_key(tid) for tid in ids]) if ids else []
         cool = client.mget([_cool_key(tid) for tid in ids]) if ids else []
-    finally:
-        client.close()
     return {tid: (int(f or 0), float(c or 0)) for tid, f, c in zip(ids, fails, cool)}
+
+
+def target_cooldown_set(tid: str, seconds: int) -> None:
+    """Take a target out of traffic now (e.g. an upstream incident); it returns after ``seconds``."""
+    until = time.time() + seconds
+    client = _sync_redis()
+    if client is None:
+        health._local_cool[tid] = until
+        return
+    with client:
+        client.set(_cool_key(tid), until, ex=seconds)
+
+
+def target_cooldown_clear(tid: str) -> None:
+    client = _sync_redis()
+    if client is None:
+        health._local_cool.pop(tid, None)
+        health._local_fails.pop(tid, None)
+        return
+    with client:
+        client.delete(_cool_key(tid), _fails_key(tid))

@@ -17,10 +17,11 @@ def provider_upsert(*, name: str, kind: str, base_url: str, api_key: str = "", r
 @transaction.atomic
 def model_upsert(*, public_id: str, capability: str, prices_per_mtok: dict[str, str],
                  targets: list[tuple[Provider, str]], aliases: tuple[str, ...] = (),
-                 description: str = "") -> CatalogModel:
+                 intents: tuple[str, ...] = (), description: str = "") -> CatalogModel:
     """Create or replace a model; ``prices_per_mtok`` are decimal credit strings (never floats)."""
     model = CatalogModel.objects.filter(public_id=public_id).first() or CatalogModel(public_id=public_id)
     model.capability, model.description, model.enabled = capability, description, True
+    model.intents = ",".join(intents)
     for field in ("input", "cached_input", "cache_write", "output"):
         setattr(model, f"{field}_price", credits_to_micro(prices_per_mtok.get(field, "0")))
     model.save()

@@ -80,11 +80,52 @@ def committed_db(django_db_setup, django_db_blocker):
         yield
 
 
+TEST_COOLDOWN_SECONDS = 2
+TEST_READ_TIMEOUT = 0.5
+
+
+def traffic_catalog_install(sim_url: str) -> None:
+    """Models whose chains fail in known ways; every scenario has its own targets so health never leaks."""
+    from gateway.models import Provider
+    from gateway.services import model_upsert, provider_upsert
+
+    def provider(name: str, path: str = "", **fields) -> Provider:
+        p = provider_upsert(name=name, kind=Provider.Kind.OPENAI, base_url=f"{sim_url}{path}/v1", api_key="k")
+        Provider.objects.filter(pk=p.pk).update(**fields)
+        return p
+
+    good = provider("tc-good")
+    failing = {status: provider(f"tc-fail-{status}", f"/x/fail={status}") for status in (400, 429, 500, 503)}
+    hanging = provider("tc-hang", "/x/hang=1", read_timeout=TEST_READ_TIMEOUT)
+    refused = provider_upsert(name="tc-refused", kind=Provider.Kind.OPENAI,
+                              base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k")
+    prices = {"input": "10", "output": "40"}
+    chains = {
+        "tc-500": [(failing[500], "tc-500-a"), (good, "tc-500-b")],
+        "tc-429": [(failing[429], "tc-429-a"), (good, "tc-429-b")],
+        "tc-timeout": [(hanging, "tc-timeout-a"), (good, "tc-timeout-b")],
+        "tc-refused": [(refused, "tc-refused-a"), (good, "tc-refused-b")],
+        "tc-400": [(failing[400], "tc-400-a"), (good, "tc-400-b")],
+        "tc-all-fail": [(failing[500], "tc-all-fail-a"), (failing[503], "tc-all-fail-b")],
+        "tc-cooldown": [(failing[500], "tc-cooldown-a"), (good, "tc-cooldown-b")],
+        "tc-stream-500": [(failing[500], "tc-stream-500-a"), (good, "tc-stream-500-b")],
+    }
+    for public_id, targets in chains.items():
+        model_upsert(public_id=public_id, capability="chat", prices_per_mtok=prices, targets=targets)
+    for bucket in ("tc-intent-a", "tc-intent-b"):
+        for name, price in (("cheap", "1"), ("mid", "5"), ("dear", "50")):
+            model_upsert(public_id=f"{bucket}-{name}", capability="chat", intents=(bucket,),
+                         prices_per_mtok={"input": price, "output": price},
+                         targets=[(good, f"{bucket}-{name}")])
+
+
 @pytest.fixture(scope="session")
 def demo_catalog(committed_db, sim_url):
     from gateway.demo import demo_catalog_install
 
-    return demo_catalog_install(simulator_url=sim_url)
+    models = demo_catalog_install(simulator_url=sim_url)
+    traffic_catalog_install(sim_url)
+    return models
 
 
 def gateway_env() -> dict[str, str]:
@@ -95,16 +136,30 @@ def gateway_env() -> dict[str, str]:
         "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": os.environ["REDIS_URL"],
         "HYPEREAL_MAX_BODY_BYTES": str(TEST_MAX_BODY_BYTES),
+        "HYPEREAL_COOLDOWN_SECONDS": str(TEST_COOLDOWN_SECONDS),
     }
 
 
-@pytest.fixture(scope="session")
-def gateway_url(demo_catalog, redis_client):
+def start_gateway() -> tuple[str, subprocess.Popen]:
     port = free_port()
     proc = start_process([sys.executable, "-m", "uvicorn", "hypereal.asgi:application", "--host", "127.0.0.1",
                           "--port", str(port), "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
                          f"http://127.0.0.1:{port}/health", env=gateway_env())
-    yield f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", proc
+
+
+@pytest.fixture(scope="session")
+def gateway_url(demo_catalog, redis_client):
+    url, proc = start_gateway()
+    yield url
+    stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def second_gateway_url(demo_catalog, redis_client):
+    """Another gateway process: state shared through Redis must hold across both."""
+    url, proc = start_gateway()
+    yield url
     stop_process(proc)
 
 
@@ -123,10 +178,14 @@ def make_account(committed_db) -> Callable[..., Account]:
     from billing.services import wallet_credit
     from orgs.services import organization_create, user_create
 
-    def make(*, credits: str = "1000", spending_limit: int | None = None) -> Account:
+    def make(*, credits: str = "1000", spending_limit: int | None = None, rpm: int | None = None,
+             tpm: int | None = None) -> Account:
         tag = uuid.uuid4().hex[:10]
         owner = user_create(email=f"owner-{tag}@example.test", password="pw-unused-123")
         org = organization_create(name=f"Test {tag}", owner=owner)
+        if rpm is not None or tpm is not None:
+            org.rate_limit_rpm, org.rate_limit_tpm = rpm, tpm
+            org.save(update_fields=["rate_limit_rpm", "rate_limit_tpm"])
         if credits_to_micro(credits):
             wallet_credit(wallet_id=org.wallet.pk, amount=credits_to_micro(credits),
                           idempotency_key=f"test-grant:{tag}")

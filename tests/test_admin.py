@@ -11,7 +11,7 @@ from orgs.services import organization_create, user_create
 pytestmark = pytest.mark.django_db
 
 PAGES = ["orgs_user", "orgs_organization", "orgs_membership", "billing_wallet", "billing_ledgerentry",
-         "apikeys_apikey", "gateway_provider", "gateway_catalogmodel", "usage_requestlog"]
+         "apikeys_apikey", "gateway_provider", "gateway_catalogmodel", "gateway_fallbacktarget", "usage_requestlog"]
 
 
 @pytest.fixture
