@@ -17,6 +17,8 @@ class ApiKey(models.Model):
     last4 = models.CharField(max_length=4, editable=False)
     monthly_spend_limit = models.BigIntegerField(null=True, blank=True,
                                                  help_text="Micro-credits per calendar month (UTC); empty = none.")
+    auto_disable = models.BooleanField(default=False, help_text="Disable the key when it reaches its limit.")
+    disabled_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     disabled_at = models.DateTimeField(null=True, blank=True)
@@ -35,3 +37,18 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.redacted})"
+
+
+class BudgetAlert(models.Model):
+    """A key's spend crossed a share of its monthly limit; unique so each alert goes out once a month."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="budget_alerts")
+    month = models.CharField(max_length=7, help_text="YYYY-MM, UTC.")
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the monthly limit: 80 or 100.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "month", "threshold"], name="budget_alert_once")]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.month} {self.threshold}%"

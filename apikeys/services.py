@@ -1,9 +1,15 @@
 import hashlib
 import secrets
 
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
 from django.utils import timezone
 
-from apikeys.models import KEY_PREFIX, ApiKey
+from apikeys.models import KEY_PREFIX, ApiKey, BudgetAlert
+from billing.money import micro_to_credits
+from orgs.roles import BILLING, OWNER
+from orgs.services import audit_record
 
 
 def api_key_hash(plaintext: str) -> str:
@@ -21,10 +27,67 @@ def api_key_create(*, organization, name: str, created_by=None,
     return key, plaintext
 
 
-def api_key_revoke(*, key: ApiKey) -> ApiKey:
-    key.revoked_at = key.revoked_at or timezone.now()
-    key.save(update_fields=["revoked_at"])
+def api_key_revoke(*, key: ApiKey, actor=None, ip: str | None = None) -> ApiKey:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit_record(organization=key.organization, action="api_key.revoke", target=key, actor=actor, ip=ip)
     return key
+
+
+def api_key_disable(*, key: ApiKey, reason: str, actor=None, ip: str | None = None) -> ApiKey:
+    if key.disabled_at is None:
+        key.disabled_at, key.disabled_reason = timezone.now(), reason
+        key.save(update_fields=["disabled_at", "disabled_reason"])
+        audit_record(organization=key.organization, action="api_key.disable", target=key, actor=actor, ip=ip,
+                     after={"reason": reason})
+    return key
+
+
+def api_key_enable(*, key: ApiKey, actor=None, ip: str | None = None) -> ApiKey:
+    if key.disabled_at is not None:
+        before = {"disabled_at": key.disabled_at.isoformat(), "reason": key.disabled_reason}
+        key.disabled_at, key.disabled_reason = None, ""
+        key.save(update_fields=["disabled_at", "disabled_reason"])
+        audit_record(organization=key.organization, action="api_key.enable", target=key, actor=actor, ip=ip,
+                     before=before)
+    return key
+
+
+def budget_alert_recipients(key: ApiKey) -> list[str]:
+    """The key's creator and the organization's owners and billing members."""
+    emails = {m.user.email for m in key.organization.memberships.select_related("user")
+              .filter(role__in=[OWNER, BILLING], user__is_active=True)}
+    if key.created_by and key.created_by.is_active:
+        emails.add(key.created_by.email)
+    return sorted(emails)
+
+
+def budget_alert_send(*, key_id: int, month: str, threshold: int) -> bool:
+    """Send the 80 % heads-up or the 100 % hard-cap email once per key and month; False if already sent."""
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().select_related("organization", "created_by").get(pk=key_id)
+        _, created = BudgetAlert.objects.get_or_create(key=key, month=month, threshold=threshold)
+        if not created:
+            return False
+        disabled = threshold >= 100 and key.auto_disable and key.is_active
+        if disabled:
+            api_key_disable(key=key, reason=f"Reached its monthly spending limit ({month}).")
+        limit = micro_to_credits(key.monthly_spend_limit or 0)
+        if threshold >= 100:
+            subject = f"[Hypereal] API key “{key.name}” reached its monthly limit of {limit} credits"
+            action = ("It has been disabled automatically; an admin can re-enable it."
+                      if disabled else "Further calls are refused with 402 until the limit is raised or the "
+                                       "month ends (UTC).")
+        else:
+            subject = f"[Hypereal] API key “{key.name}” has used {threshold}% of its monthly limit"
+            action = "Calls continue until the limit is reached."
+        body = (f"The API key “{key.name}” ({key.redacted}) of {key.organization.name} has spent {threshold}% "
+                f"of its monthly limit of {limit} credits in {month}.\n\n{action}\n")
+        recipients = budget_alert_recipients(key)
+        if recipients:  # sent inside the transaction: a failed send retries the whole alert
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    return True
 
 
 def api_keys_touch(*, last_used: dict[int, object]) -> None:

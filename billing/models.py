@@ -56,3 +56,47 @@ class LedgerEntry(models.Model):
         return f"{self.kind} {self.amount} µcr ({self.idempotency_key})"
 
 
+
+
+class Hold(models.Model):
+    """Credits set aside for a long job, settled to the actual amount or released."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        SETTLED = "settled", "Settled"
+        RELEASED = "released", "Released"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="holds")
+    amount = models.BigIntegerField(help_text="Micro-credits set aside: the most the job can cost.")
+    settled_amount = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    reference = models.CharField(max_length=200, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="hold_amount_positive"),
+            models.CheckConstraint(condition=Q(settled_amount__isnull=True) | Q(settled_amount__lte=models.F("amount")),
+                                   name="hold_settled_within_amount"),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.pk} {self.status} {self.amount} µcr"
+
+
+class PaymentEvent(models.Model):
+    """Every event a payment provider sent us, once: the source of truth behind top-ups and refunds."""
+
+    provider = models.CharField(max_length=32, default="stripe")
+    event_id = models.CharField(max_length=200, unique=True)
+    type = models.CharField(max_length=100)
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.SET_NULL)
+    amount = models.BigIntegerField(default=0, help_text="Micro-credits moved by this event (signed).")
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.type} {self.event_id}"

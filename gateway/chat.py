@@ -18,7 +18,7 @@ from django.conf import settings
 
 from billing.money import micro_to_credits, micro_to_json
 from billing.pricing import token_cost
-from gateway import ratelimit, upstream
+from gateway import ratelimit, spend, upstream
 from gateway.auth import KeyContext, authenticate
 from gateway.balance import require_llm_balance
 from gateway.catalog import Route, Target, catalog
@@ -55,11 +55,12 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
             raise GatewayError(429, "rate_limit_exceeded", "Rate limit reached for your organization; retry after "
                                f"{decision.retry_after} s.", "rate_limit_exceeded")
         exchange = ChatExchange(call, ctx, route, body, len(raw), send)
+        reservation = None
         try:
+            reservation = await spend.reserve(ctx, _worst_case_cost(route, body, len(raw)))
             await cancel_on_disconnect(receive, exchange.run())
         finally:
-            _in_background(ratelimit.reconcile(org_id=ctx.org_id, decision=decision, reserved_tokens=reserved,
-                                               actual_tokens=exchange.usage.total if exchange.usage else 0))
+            _in_background(_settle(ctx, decision, reserved, reservation, exchange))
     except GatewayError as err:
         if err.status != 499:
             await call.send_openai_error(send, err)
@@ -73,6 +74,20 @@ def _token_estimate(body: dict, body_size: int) -> int:
     if not isinstance(max_out, int) or max_out <= 0:
         max_out = settings.HYPEREAL["OUTPUT_TOKENS_RESERVE"]
     return body_size // CHARS_PER_TOKEN + max_out
+
+
+def _worst_case_cost(route: Route, body: dict, body_size: int) -> int:
+    """What a spending-limit reservation takes: every body byte as a prompt token, plus max output."""
+    return token_cost(Usage(input=body_size, output=_token_estimate(body, 0)), route.prices)
+
+
+async def _settle(ctx: KeyContext, decision: ratelimit.Decision, reserved_tokens: int,
+                  reservation: spend.Reservation | None, exchange: "ChatExchange") -> None:
+    """Correct the up-front reservations to what the call really used (after the client has its answer)."""
+    await ratelimit.reconcile(org_id=ctx.org_id, decision=decision, reserved_tokens=reserved_tokens,
+                              actual_tokens=exchange.usage.total if exchange.usage else 0)
+    if reservation is not None:
+        await spend.settle(reservation, exchange.cost)
 
 
 def _in_background(coro) -> None:
@@ -116,6 +131,7 @@ class ChatExchange:
         self.target: Target | None = None
         self.usage: Usage | None = None
         self.produced_chars = 0
+        self.cost = 0
         self.status, self.error_type = 200, ""
 
     async def run(self) -> None:
@@ -142,8 +158,9 @@ class ChatExchange:
                                output=-(-self.produced_chars // CHARS_PER_TOKEN))
         usage = self.usage or Usage()
         target = self.target
+        self.cost = token_cost(usage, self.route.prices)
         self.call.record(org_id=self.ctx.org_id, key_id=self.ctx.key_id, model=self.route.public_id,
-                         status=self.status, usage=usage, cost=token_cost(usage, self.route.prices),
+                         status=self.status, usage=usage, cost=self.cost,
                          provider=target.provider if target else "",
                          upstream_model=target.upstream_model if target else "", stream=self.stream,
                          error_type=self.error_type)

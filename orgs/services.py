@@ -31,3 +31,14 @@ def user_create(*, email: str, password: str | None = None, **extra) -> User:
     organization_create(name=f"{email.split('@')[0]} (personal)", owner=user,
                         kind=Organization.Kind.PERSONAL)
     return user
+
+
+def audit_record(*, organization, action: str, target=None, actor=None, before: dict | None = None,
+                 after: dict | None = None, ip: str | None = None):
+    from orgs.models import AuditEvent
+
+    return AuditEvent.objects.create(
+        organization=organization, actor=actor, action=action, ip=ip, before=before, after=after,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+    )
