@@ -66,7 +66,7 @@ def budget_alert_recipients(key: ApiKey) -> list[str]:
 def budget_alert_send(*, key_id: int, month: str, threshold: int) -> bool:
     """Send the 80 % heads-up or the 100 % hard-cap email once per key and month; False if already sent."""
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().select_related("organization", "created_by").get(pk=key_id)
+        key = ApiKey.objects.select_for_update(of=("self",)).select_related("organization", "created_by").get(pk=key_id)
         _, created = BudgetAlert.objects.get_or_create(key=key, month=month, threshold=threshold)
         if not created:
             return False
@@ -75,14 +75,14 @@ def budget_alert_send(*, key_id: int, month: str, threshold: int) -> bool:
             api_key_disable(key=key, reason=f"Reached its monthly spending limit ({month}).")
         limit = micro_to_credits(key.monthly_spend_limit or 0)
         if threshold >= 100:
-            subject = f"[Hypereal] API key “{key.name}” reached its monthly limit of {limit} credits"
+            subject = f'[Hypereal] API key "{key.name}" reached its monthly limit of {limit} credits'
             action = ("It has been disabled automatically; an admin can re-enable it."
                       if disabled else "Further calls are refused with 402 until the limit is raised or the "
                                        "month ends (UTC).")
         else:
-            subject = f"[Hypereal] API key “{key.name}” has used {threshold}% of its monthly limit"
+            subject = f'[Hypereal] API key "{key.name}" has used {threshold}% of its monthly limit'
             action = "Calls continue until the limit is reached."
-        body = (f"The API key “{key.name}” ({key.redacted}) of {key.organization.name} has spent {threshold}% "
+        body = (f'The API key "{key.name}" ({key.redacted}) of {key.organization.name} has spent {threshold}% '
                 f"of its monthly limit of {limit} credits in {month}.\n\n{action}\n")
         recipients = budget_alert_recipients(key)
         if recipients:  # sent inside the transaction: a failed send retries the whole alert

@@ -4,6 +4,7 @@ from django.db import transaction
 from django.db.models import F
 
 from billing.models import LedgerEntry, Wallet
+from billing.spendable import spendable_adjust_on_commit
 
 
 class InsufficientCredits(Exception):
@@ -25,7 +26,8 @@ def wallet_credit(*, wallet_id: int, amount: int, idempotency_key: str, referenc
     if existing := LedgerEntry.objects.filter(idempotency_key=idempotency_key).first():
         return existing
     Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") + amount)
-    balance = Wallet.objects.values_list("balance", flat=True).get(pk=wallet_id)
+    balance, org_id = Wallet.objects.values_list("balance", "organization_id").get(pk=wallet_id)
+    spendable_adjust_on_commit(organization_id=org_id, delta=amount)
     return LedgerEntry.objects.create(wallet_id=wallet_id, amount=amount, balance_after=balance, kind=kind,
                                       idempotency_key=idempotency_key, reference=reference)
 
@@ -38,7 +40,8 @@ def wallet_charge(*, wallet_id: int, amount: int, idempotency_key: str, referenc
     updated = Wallet.objects.filter(pk=wallet_id, balance__gte=amount).update(balance=F("balance") - amount)
     if not updated:
         raise InsufficientCredits(wallet_id=wallet_id, needed=amount)
-    balance = Wallet.objects.values_list("balance", flat=True).get(pk=wallet_id)
+    balance, org_id = Wallet.objects.values_list("balance", "organization_id").get(pk=wallet_id)
+    spendable_adjust_on_commit(organization_id=org_id, delta=-amount)
     return LedgerEntry.objects.create(wallet_id=wallet_id, amount=-amount, balance_after=balance,
                                       kind=LedgerEntry.Kind.CHARGE, idempotency_key=idempotency_key,
                                       reference=reference)

@@ -18,9 +18,8 @@ from django.conf import settings
 
 from billing.money import micro_to_credits, micro_to_json
 from billing.pricing import token_cost
-from gateway import ratelimit, spend, upstream
+from gateway import ratelimit, spend, upstream, wallet
 from gateway.auth import KeyContext, authenticate
-from gateway.balance import require_llm_balance
 from gateway.catalog import Route, Target, catalog
 from gateway.errors import GatewayError
 from gateway.health import health
@@ -47,20 +46,21 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         model = body.get("model") if isinstance(body.get("model"), str) else ""
         route = await choose_route(await catalog(), body, capability="chat")
         model = route.public_id
-        await require_llm_balance(ctx.org_id)
-        reserved = _token_estimate(body, len(raw))
-        decision = await ratelimit.check(org_id=ctx.org_id, rpm=ctx.rpm, tpm=ctx.tpm, tokens=reserved)
-        call.headers.update(decision.headers())
-        if not decision.allowed:
-            raise GatewayError(429, "rate_limit_exceeded", "Rate limit reached for your organization; retry after "
-                               f"{decision.retry_after} s.", "rate_limit_exceeded")
+        worst_case = _worst_case_cost(route, body, len(raw))
         exchange = ChatExchange(call, ctx, route, body, len(raw), send)
-        reservation = None
+        held = Held(reserved_tokens=_token_estimate(body, len(raw)))
         try:
-            reservation = await spend.reserve(ctx, _worst_case_cost(route, body, len(raw)))
+            held.wallet_hold = await wallet.reserve(ctx.org_id, worst_case)
+            held.decision = await ratelimit.check(org_id=ctx.org_id, rpm=ctx.rpm, tpm=ctx.tpm,
+                                                  tokens=held.reserved_tokens)
+            call.headers.update(held.decision.headers())
+            if not held.decision.allowed:
+                raise GatewayError(429, "rate_limit_exceeded", "Rate limit reached for your organization; retry "
+                                   f"after {held.decision.retry_after} s.", "rate_limit_exceeded")
+            held.spend_hold = await spend.reserve(ctx, worst_case)
             await cancel_on_disconnect(receive, exchange.run())
         finally:
-            _in_background(_settle(ctx, decision, reserved, reservation, exchange))
+            _in_background(_settle(ctx, held, exchange))
     except GatewayError as err:
         if err.status != 499:
             await call.send_openai_error(send, err)
@@ -81,13 +81,25 @@ def _worst_case_cost(route: Route, body: dict, body_size: int) -> int:
     return token_cost(Usage(input=body_size, output=_token_estimate(body, 0)), route.prices)
 
 
-async def _settle(ctx: KeyContext, decision: ratelimit.Decision, reserved_tokens: int,
-                  reservation: spend.Reservation | None, exchange: "ChatExchange") -> None:
+@dataclass(slots=True)
+class Held:
+    """What a call took up front, each to be settled to the actual usage whatever happens."""
+
+    reserved_tokens: int
+    wallet_hold: wallet.WalletReservation | None = None
+    decision: ratelimit.Decision | None = None
+    spend_hold: spend.Reservation | None = None
+
+
+async def _settle(ctx: KeyContext, held: Held, exchange: "ChatExchange") -> None:
     """Correct the up-front reservations to what the call really used (after the client has its answer)."""
-    await ratelimit.reconcile(org_id=ctx.org_id, decision=decision, reserved_tokens=reserved_tokens,
-                              actual_tokens=exchange.usage.total if exchange.usage else 0)
-    if reservation is not None:
-        await spend.settle(reservation, exchange.cost)
+    if held.wallet_hold is not None:
+        await wallet.settle(held.wallet_hold, exchange.cost)
+    if held.decision is not None and held.decision.allowed:
+        await ratelimit.reconcile(org_id=ctx.org_id, decision=held.decision, reserved_tokens=held.reserved_tokens,
+                                  actual_tokens=exchange.usage.total if exchange.usage else 0)
+    if held.spend_hold is not None:
+        await spend.settle(held.spend_hold, exchange.cost)
 
 
 def _in_background(coro) -> None:

@@ -90,8 +90,9 @@ async def reserve(ctx: KeyContext, amount: int) -> Reservation | None:
             mtd = await run_db(api_key_month_spend, api_key_id=ctx.key_id)
             ok, spent = await _script(keys=keys, args=[limit, amount, mtd])
         ok = bool(ok)
-    if not ok:
-        _alert_once(ctx.key_id, month, 100)
+    if not ok:  # the limit is reached: the heads-up is owed too if spend stopped short of 80 %
+        for threshold in ALERT_THRESHOLDS:
+            _alert_once(ctx.key_id, month, threshold)
         raise GatewayError(402, "spending_limit_exceeded", "This API key has reached its monthly spending "
                            "limit; raise the limit or wait for the next month (UTC).", "spending_limit_exceeded")
     return Reservation(key_id=ctx.key_id, org_id=ctx.org_id, limit=limit, month=month, amount=amount)

@@ -112,6 +112,9 @@ def traffic_catalog_install(sim_url: str) -> None:
     }
     for public_id, targets in chains.items():
         model_upsert(public_id=public_id, capability="chat", prices_per_mtok=prices, targets=targets)
+    # About 13.5 credits a call: a few calls drain a small wallet.
+    model_upsert(public_id="tc-expensive", capability="chat", targets=[(good, "tc-expensive")],
+                 prices_per_mtok={"input": "100000", "output": "1000000"})
     for bucket in ("tc-intent-a", "tc-intent-b"):
         for name, price in (("cheap", "1"), ("mid", "5"), ("dear", "50")):
             model_upsert(public_id=f"{bucket}-{name}", capability="chat", intents=(bucket,),
@@ -164,6 +167,43 @@ def second_gateway_url(demo_catalog, redis_client):
 
 
 @dataclass
+class SmtpInbox:
+    host: str
+    port: int
+    messages: list
+
+
+@pytest.fixture(scope="session")
+def smtp_inbox():
+    """A real SMTP server on loopback that keeps every message it receives."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    inbox = SmtpInbox("127.0.0.1", free_port(), [])
+
+    class Keep(Message):
+        def handle_message(self, message):
+            inbox.messages.append(message)
+
+    controller = Controller(Keep(), hostname=inbox.host, port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(committed_db, redis_client, smtp_inbox):
+    """A real Celery worker on the Redis broker, mailing through the loopback SMTP server."""
+    env = {**os.environ, **gateway_env(), "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+           "EMAIL_HOST": smtp_inbox.host, "EMAIL_PORT": str(smtp_inbox.port)}
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "hypereal", "worker", "--pool", "solo",
+                             "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel",
+                             "warning"], cwd=ROOT, env=env)
+    yield proc
+    stop_process(proc)
+
+
+@dataclass
 class Account:
     org: object
     key: str
@@ -179,7 +219,7 @@ def make_account(committed_db) -> Callable[..., Account]:
     from orgs.services import organization_create, user_create
 
     def make(*, credits: str = "1000", spending_limit: int | None = None, rpm: int | None = None,
-             tpm: int | None = None) -> Account:
+             tpm: int | None = None, auto_disable: bool = False) -> Account:
         tag = uuid.uuid4().hex[:10]
         owner = user_create(email=f"owner-{tag}@example.test", password="pw-unused-123")
         org = organization_create(name=f"Test {tag}", owner=owner)
@@ -191,6 +231,9 @@ def make_account(committed_db) -> Callable[..., Account]:
                           idempotency_key=f"test-grant:{tag}")
         key, plaintext = api_key_create(organization=org, name=f"key {tag}", created_by=owner,
                                         monthly_spend_limit=spending_limit)
+        if auto_disable:
+            key.auto_disable = True
+            key.save(update_fields=["auto_disable"])
         return Account(org=org, key=plaintext, key_id=key.pk)
 
     return make
