@@ -1,9 +1,11 @@
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from billing.models import LedgerEntry, Wallet
+from billing.models import Hold, LedgerEntry, Wallet
 from billing.spendable import spendable_adjust_on_commit
 
 
@@ -86,3 +88,76 @@ def usage_charges_apply(charges: list[UsageCharge]) -> dict[str, int]:
         LedgerEntry.objects.bulk_create(entries)
         Wallet.objects.filter(pk=wallet.pk).update(balance=balance)
     return shortfalls
+
+
+@transaction.atomic
+def hold_create(*, wallet_id: int, amount: int, idempotency_key: str, expires_at, reference: str = "") -> Hold:
+    """Set ``amount`` aside for a long job (all or nothing); a retry with the same key returns the same hold."""
+    if amount <= 0:
+        raise ValueError("A hold must be positive.")
+    if existing := Hold.objects.filter(idempotency_key=idempotency_key).first():
+        return existing
+    updated = Wallet.objects.filter(pk=wallet_id, balance__gte=amount).update(balance=F("balance") - amount)
+    if not updated:
+        raise InsufficientCredits(wallet_id=wallet_id, needed=amount)
+    balance, org_id = Wallet.objects.values_list("balance", "organization_id").get(pk=wallet_id)
+    spendable_adjust_on_commit(organization_id=org_id, delta=-amount)
+    hold = Hold.objects.create(wallet_id=wallet_id, amount=amount, idempotency_key=idempotency_key,
+                               reference=reference, expires_at=expires_at)
+    LedgerEntry.objects.create(wallet_id=wallet_id, amount=-amount, balance_after=balance,
+                               kind=LedgerEntry.Kind.HOLD, idempotency_key=f"hold:{hold.pk}", reference=reference)
+    return hold
+
+
+def _hold_close(hold, *, charge: int, status: str):
+    """Give the whole hold back, then charge what the job cost: two ledger rows, one balance move."""
+    wallet = Wallet.objects.select_for_update().get(pk=hold.wallet_id)
+    balance = wallet.balance + hold.amount
+    LedgerEntry.objects.create(wallet=wallet, amount=hold.amount, balance_after=balance,
+                               kind=LedgerEntry.Kind.RELEASE, idempotency_key=f"hold:{hold.pk}:release",
+                               reference=hold.reference)
+    if charge:
+        balance -= charge
+        LedgerEntry.objects.create(wallet=wallet, amount=-charge, balance_after=balance,
+                                   kind=LedgerEntry.Kind.CHARGE, idempotency_key=f"hold:{hold.pk}:charge",
+                                   reference=hold.reference)
+    Wallet.objects.filter(pk=wallet.pk).update(balance=balance)
+    spendable_adjust_on_commit(organization_id=wallet.organization_id, delta=hold.amount - charge)
+    hold.status, hold.settled_amount, hold.closed_at = status, charge, timezone.now()
+    hold.save(update_fields=["status", "settled_amount", "closed_at"])
+    return hold
+
+
+@transaction.atomic
+def hold_settle(*, hold_id: int, actual: int, cap: int | None = None):
+    """Charge the job's actual cost, never more than the hold or the model's cap; release the rest."""
+    hold = Hold.objects.select_for_update().get(pk=hold_id)
+    if hold.status != Hold.Status.OPEN:
+        return hold  # settled or released already: a retry changes nothing
+    charge = max(0, min(actual, hold.amount, cap if cap is not None else hold.amount))
+    return _hold_close(hold, charge=charge, status=Hold.Status.SETTLED)
+
+
+@transaction.atomic
+def hold_release(*, hold_id: int):
+    """The job failed or never ran: everything goes back."""
+    hold = Hold.objects.select_for_update().get(pk=hold_id)
+    if hold.status != Hold.Status.OPEN:
+        return hold
+    return _hold_close(hold, charge=0, status=Hold.Status.RELEASED)
+
+
+def holds_release_expired(*, now=None) -> int:
+    expired = Hold.objects.filter(status=Hold.Status.OPEN, expires_at__lte=now or timezone.now())
+    count = 0
+    for hold_id in expired.values_list("pk", flat=True):
+        count += hold_release(hold_id=hold_id).status == Hold.Status.RELEASED
+    return count
+
+
+def ledger_discrepancies() -> list[tuple[int, int, int]]:
+    """(wallet id, balance, sum of its ledger) for every wallet whose cached balance disagrees."""
+    ledger_sum = (LedgerEntry.objects.filter(wallet=OuterRef("pk")).order_by().values("wallet")
+                  .annotate(total=Sum("amount")).values("total"))
+    wallets = Wallet.objects.annotate(ledger=Coalesce(Subquery(ledger_sum), 0)).exclude(balance=F("ledger"))
+    return list(wallets.values_list("pk", "balance", "ledger"))

@@ -5,10 +5,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
 PYTHON = sys.executable
+VAR_DIR = Path(os.environ.get("HYPEREAL_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
 
 
 def _manage(*args: str, env: dict) -> str:
@@ -58,8 +60,8 @@ def main() -> None:
         subprocess.Popen([PYTHON, "-m", "sim", "--host", "127.0.0.1", "--port", sim_port], env=env),
         subprocess.Popen([PYTHON, "-m", "uvicorn", "hypereal.asgi:application", "--host", host, "--port", port,
                           "--lifespan", "on", "--no-access-log", "--log-level", "warning"], env=env),
-        subprocess.Popen([PYTHON, "-m", "celery", "-A", "hypereal", "worker", "--pool", "solo",
-                          "--loglevel", "warning"], env=env),
+        subprocess.Popen([PYTHON, "-m", "celery", "-A", "hypereal", "worker", "--beat", "--pool", "solo",
+                          "--loglevel", "warning", "--schedule", str(VAR_DIR / "celerybeat-schedule")], env=env),
     ]
 
     def stop(*_):

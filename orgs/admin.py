@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from orgs.models import Membership, Organization, User
+from orgs.models import AuditEvent, Membership, Organization, User
 
 
 @admin.register(User)
@@ -42,3 +42,21 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ("role",)
     search_fields = ("organization__slug", "user__email")
     autocomplete_fields = ("organization", "user")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "organization", "actor", "action", "target_type", "target_id", "ip")
+    list_filter = ("action", "created_at")
+    search_fields = ("action", "target_id", "organization__slug", "actor__email")
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

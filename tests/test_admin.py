@@ -10,7 +10,8 @@ from orgs.services import organization_create, user_create
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["orgs_user", "orgs_organization", "orgs_membership", "billing_wallet", "billing_ledgerentry",
+PAGES = ["orgs_user", "orgs_organization", "orgs_membership", "orgs_auditevent", "billing_wallet",
+         "billing_ledgerentry", "billing_hold", "billing_paymentevent", "apikeys_budgetalert",
          "apikeys_apikey", "gateway_provider", "gateway_catalogmodel", "gateway_fallbacktarget", "usage_requestlog"]
 
 
