@@ -17,14 +17,42 @@ def api_key_hash(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def api_key_create(*, organization, name: str, created_by=None,
-                   monthly_spend_limit: int | None = None) -> tuple[ApiKey, str]:
+def _key_state(key: ApiKey) -> dict:
+    return {"name": key.name, "monthly_spend_limit": key.monthly_spend_limit, "auto_disable": key.auto_disable}
+
+
+@transaction.atomic
+def api_key_create(*, organization, name: str, created_by=None, monthly_spend_limit: int | None = None,
+                   auto_disable: bool = False, ip: str | None = None) -> tuple[ApiKey, str]:
     """Returns the key and its plaintext, which is never stored and cannot be shown again."""
-    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)  # 32 random bytes
     key = ApiKey.objects.create(organization=organization, name=name, created_by=created_by,
                                 key_hash=api_key_hash(plaintext), last4=plaintext[-4:],
-                                monthly_spend_limit=monthly_spend_limit)
+                                monthly_spend_limit=monthly_spend_limit, auto_disable=auto_disable)
+    audit_record(organization=organization, action="api_key.create", target=key, actor=created_by, ip=ip,
+                 after=_key_state(key))
     return key, plaintext
+
+
+@transaction.atomic
+def api_key_update(*, key: ApiKey, changes: dict, actor=None, ip: str | None = None) -> ApiKey:
+    """Rename, change the limit or auto-disable, or disable/enable; audited with before and after."""
+    before = _key_state(key)
+    if "name" in changes:
+        key.name = changes["name"]
+    if "spendingLimit" in changes:
+        key.monthly_spend_limit = changes["spendingLimit"]
+    if "autoDisable" in changes:
+        key.auto_disable = changes["autoDisable"]
+    key.save(update_fields=["name", "monthly_spend_limit", "auto_disable"])
+    if changes.get("disabled") is True:
+        api_key_disable(key=key, reason="Disabled by a member.", actor=actor, ip=ip)
+    elif changes.get("disabled") is False:
+        api_key_enable(key=key, actor=actor, ip=ip)
+    if (after := _key_state(key)) != before:
+        audit_record(organization=key.organization, action="api_key.update", target=key, actor=actor, ip=ip,
+                     before=before, after=after)
+    return key
 
 
 def api_key_revoke(*, key: ApiKey, actor=None, ip: str | None = None) -> ApiKey:

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import path
 
+from apikeys.api.views import ApiKeyDetailApi, ApiKeyListApi
+
 
 def health(request):
     return JsonResponse({"ok": True})
@@ -10,4 +12,6 @@ def health(request):
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health),
+    path("api/api-keys", ApiKeyListApi.as_view()),
+    path("api/api-keys/<int:key_id>", ApiKeyDetailApi.as_view()),
 ]

@@ -1,0 +1,50 @@
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.response import Response
+
+from apikeys.api.serializers import ApiKeyCreateInput, ApiKeyUpdateInput, api_key_output
+from apikeys.models import ApiKey
+from apikeys.selectors import api_keys_with_month_spend
+from apikeys.services import api_key_create, api_key_revoke, api_key_update
+from orgs.api.base import OrgScopedApi, client_ip
+from usage.selectors import api_key_month_spend
+
+
+class ApiKeyListApi(OrgScopedApi):
+    scope_map = {"GET": "keys:read", "POST": "keys:write"}
+
+    def get(self, request):
+        return Response({"data": [api_key_output(key, spend)
+                                  for key, spend in api_keys_with_month_spend(organization=self.organization)]})
+
+    def post(self, request):
+        data = ApiKeyCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, plaintext = api_key_create(
+            organization=self.organization, name=data.validated_data["name"], created_by=request.user,
+            monthly_spend_limit=data.validated_data.get("spendingLimit"),
+            auto_disable=data.validated_data["autoDisable"], ip=client_ip(request))
+        # The plaintext is in this response only: it is never stored.
+        return Response({**api_key_output(key, 0), "key": plaintext}, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailApi(OrgScopedApi):
+    scope_map = {"GET": "keys:read", "PATCH": "keys:write", "DELETE": "keys:write"}
+
+    def _key(self, key_id: int) -> ApiKey:
+        return get_object_or_404(ApiKey.objects.select_related("created_by", "organization"),
+                                 pk=key_id, organization=self.organization)
+
+    def get(self, request, key_id: int):
+        return Response(api_key_output(key := self._key(key_id), api_key_month_spend(api_key_id=key.pk)))
+
+    def patch(self, request, key_id: int):
+        key = self._key(key_id)
+        data = ApiKeyUpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        key = api_key_update(key=key, changes=data.validated_data, actor=request.user, ip=client_ip(request))
+        return Response(api_key_output(key, api_key_month_spend(api_key_id=key.pk)))
+
+    def delete(self, request, key_id: int):
+        api_key_revoke(key=self._key(key_id), actor=request.user, ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,44 @@
+"""The base of every management endpoint: resolve the organization once, check the role's scope."""
+
+from django.db.models import Case, IntegerField, Value, When
+from rest_framework.exceptions import MethodNotAllowed, NotFound, PermissionDenied
+from rest_framework.views import APIView
+
+from orgs.models import Membership, Organization
+from orgs.roles import role_has_scope
+
+
+def client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def membership_for(request, user) -> Membership:
+    """The organization named by `X-Organization` (slug or id) or `?org=`, else the user's personal one."""
+    wanted = request.headers.get("X-Organization") or request.query_params.get("org")
+    memberships = Membership.objects.select_related("organization").filter(user=user)
+    if wanted:
+        lookup = {"organization__pk": wanted} if wanted.isdigit() else {"organization__slug": wanted}
+        membership = memberships.filter(**lookup).first()
+    else:
+        personal_first = Case(When(organization__kind=Organization.Kind.PERSONAL, then=Value(0)),
+                              default=Value(1), output_field=IntegerField())
+        membership = memberships.order_by(personal_first, "pk").first()
+    if membership is None:  # the same answer whether the organization exists or not
+        raise NotFound("No such organization.")
+    return membership
+
+
+class OrgScopedApi(APIView):
+    """Subclasses declare ``scope_map`` (HTTP method → scope) and use ``self.organization``."""
+
+    scope_map: dict[str, str] = {}
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication first
+        scope = self.scope_map.get(request.method)
+        if scope is None:
+            raise MethodNotAllowed(request.method)
+        self.membership = membership_for(request, request.user)
+        self.organization = self.membership.organization
+        if not role_has_scope(self.membership.role, scope):
+            raise PermissionDenied(f"Your role ({self.membership.role}) does not allow {scope}.")
