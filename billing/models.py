@@ -100,3 +100,23 @@ class PaymentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.type} {self.event_id}"
+
+
+class TopUp(models.Model):
+    """A Stripe Checkout purchase of credits: links Stripe's ids to the organization it pays for."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PAID = "paid", "Paid"
+        EXPIRED = "expired", "Expired"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="topups")
+    created_by = models.ForeignKey("orgs.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    checkout_session_id = models.CharField(max_length=200, unique=True)
+    payment_intent_id = models.CharField(max_length=200, blank=True, db_index=True)
+    amount_cents = models.PositiveIntegerField(help_text="USD cents paid; 1 cent buys 1 credit.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"top-up {self.checkout_session_id} {self.amount_cents}¢ {self.status}"

@@ -155,6 +155,22 @@ def holds_release_expired(*, now=None) -> int:
     return count
 
 
+@transaction.atomic
+def wallet_debit_available(*, wallet_id: int, amount: int, idempotency_key: str, reference: str,
+                           kind: str) -> LedgerEntry | None:
+    """Take back up to ``amount`` (refunds, disputes): what was already spent cannot be taken back."""
+    if existing := LedgerEntry.objects.filter(idempotency_key=idempotency_key).first():
+        return existing
+    wallet = Wallet.objects.select_for_update().get(pk=wallet_id)
+    taken = min(amount, wallet.balance)
+    if taken <= 0:
+        return None
+    Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") - taken)
+    spendable_adjust_on_commit(organization_id=wallet.organization_id, delta=-taken)
+    return LedgerEntry.objects.create(wallet=wallet, amount=-taken, balance_after=wallet.balance - taken,
+                                      kind=kind, idempotency_key=idempotency_key, reference=reference)
+
+
 def ledger_discrepancies() -> list[tuple[int, int, int]]:
     """(wallet id, balance, sum of its ledger) for every wallet whose cached balance disagrees."""
     ledger_sum = (LedgerEntry.objects.filter(wallet=OuterRef("pk")).order_by().values("wallet")

@@ -163,6 +163,15 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},  # one line per upstream call
 }
 
+# Stripe top-ups (credits are bought at 1 credit per US cent). STRIPE_API_BASE points the SDK at
+# another address (tests use a local stand-in for Stripe's servers).
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+PUBLIC_URL = os.environ.get("HYPEREAL_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/billing/top-up"
+
 # Gateway: money is integer micro-credits (1 credit = 1,000,000 µcr; 100 credits = 1 USD).
 HYPEREAL = {
     "MIN_BALANCE_CREDITS": env_int("HYPEREAL_MIN_BALANCE_CREDITS", 200),

@@ -14,7 +14,7 @@ def client_ip(request) -> str | None:
 
 def membership_for(request, user) -> Membership:
     """The organization named by `X-Organization` (slug or id) or `?org=`, else the user's personal one."""
-    wanted = request.headers.get("X-Organization") or request.query_params.get("org")
+    wanted = request.headers.get("X-Organization") or request.GET.get("org")
     memberships = Membership.objects.select_related("organization").filter(user=user)
     if wanted:
         lookup = {"organization__pk": wanted} if wanted.isdigit() else {"organization__slug": wanted}
