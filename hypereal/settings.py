@@ -45,6 +45,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "channels",
+    "allauth",
+    "allauth.account",
     "orgs",
     "billing",
     "apikeys",
@@ -60,6 +62,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
 ]
 
 ROOT_URLCONF = "hypereal.urls"
@@ -171,6 +178,18 @@ STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 PUBLIC_URL = os.environ.get("HYPEREAL_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/billing/top-up"
+
+# Accounts (django-allauth): email + password, verified email, throttled logins.
+ACCOUNT_ADAPTER = "orgs.adapters.AccountAdapter"
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = os.environ.get("ACCOUNT_EMAIL_VERIFICATION", "mandatory")
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key", "signup": "20/m/ip", "reset_password": "20/m/ip,5/m/key"}
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
 
 # Gateway: money is integer micro-credits (1 credit = 1,000,000 µcr; 100 credits = 1 USD).
 HYPEREAL = {

@@ -51,6 +51,8 @@ class Organization(models.Model):
     rate_limit_rpm = models.PositiveIntegerField(null=True, blank=True, verbose_name="requests per minute")
     rate_limit_tpm = models.PositiveIntegerField(null=True, blank=True, verbose_name="tokens per minute")
     created_at = models.DateTimeField(auto_now_add=True)
+    deleted_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="Deleted organizations keep their ledger and audit history.")
 
     def __str__(self) -> str:
         return self.slug
@@ -89,3 +91,23 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_type}:{self.target_id}"
+
+
+class Invitation(models.Model):
+    """An emailed invitation to join with a role; only the token's SHA-256 is stored."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=ROLE_CHOICES)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="invitation_org_time")]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.organization} ({self.role})"

@@ -2,20 +2,24 @@
 
 from django.db.models import Case, IntegerField, Value, When
 from rest_framework.exceptions import MethodNotAllowed, NotFound, PermissionDenied
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orgs.models import Membership, Organization
 from orgs.roles import role_has_scope
+from orgs.services import OrgRuleError
 
 
 def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR")
 
 
-def membership_for(request, user) -> Membership:
-    """The organization named by `X-Organization` (slug or id) or `?org=`, else the user's personal one."""
-    wanted = request.headers.get("X-Organization") or request.GET.get("org")
-    memberships = Membership.objects.select_related("organization").filter(user=user)
+def membership_for(request, user, org_id: int | None = None) -> Membership:
+    """The organization in the URL, else named by `X-Organization` (slug or id) or `?org=`, else the
+    user's personal one."""
+    wanted = str(org_id) if org_id is not None else request.headers.get("X-Organization") or request.GET.get("org")
+    memberships = Membership.objects.select_related("organization", "user").filter(
+        user=user, organization__deleted_at__isnull=True)
     if wanted:
         lookup = {"organization__pk": wanted} if wanted.isdigit() else {"organization__slug": wanted}
         membership = memberships.filter(**lookup).first()
@@ -38,7 +42,12 @@ class OrgScopedApi(APIView):
         scope = self.scope_map.get(request.method)
         if scope is None:
             raise MethodNotAllowed(request.method)
-        self.membership = membership_for(request, request.user)
+        self.membership = membership_for(request, request.user, kwargs.get("org_id"))
         self.organization = self.membership.organization
         if not role_has_scope(self.membership.role, scope):
             raise PermissionDenied(f"Your role ({self.membership.role}) does not allow {scope}.")
+
+    def handle_exception(self, exc):
+        if isinstance(exc, OrgRuleError):  # a role rule of the services: answered in DRF's shape
+            return Response({"detail": str(exc)}, status=exc.status)
+        return super().handle_exception(exc)

@@ -1,0 +1,185 @@
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orgs.api.base import OrgScopedApi, client_ip
+from orgs.models import AuditEvent, Invitation, Membership, Organization
+from orgs.roles import ROLES
+from orgs.services import (OrgRuleError, invitation_accept, invitation_create, invitation_revoke,
+                           membership_change_role, membership_remove, organization_create, organization_delete,
+                           organization_rename, ownership_transfer)
+
+
+def org_output(org: Organization, role: str) -> dict:
+    return {"id": org.pk, "slug": org.slug, "name": org.name, "kind": org.kind, "role": role,
+            "createdAt": org.created_at}
+
+
+def member_output(m: Membership) -> dict:
+    return {"id": m.pk, "userId": m.user_id, "email": m.user.email, "role": m.role, "joinedAt": m.created_at}
+
+
+def invitation_output(inv: Invitation) -> dict:
+    state = ("accepted" if inv.accepted_at else "revoked" if inv.revoked_at else
+             "expired" if inv.expires_at <= timezone.now() else "pending")
+    return {"id": inv.pk, "email": inv.email, "role": inv.role, "status": state, "createdAt": inv.created_at,
+            "expiresAt": inv.expires_at, "invitedBy": inv.invited_by.email if inv.invited_by else None}
+
+
+class NameInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+
+
+class RoleInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=list(ROLES))
+
+
+class InvitationInput(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=list(ROLES))
+
+
+class TransferInput(serializers.Serializer):
+    memberId = serializers.IntegerField()
+
+
+def valid(serializer_class, request) -> dict:
+    data = serializer_class(data=request.data)
+    data.is_valid(raise_exception=True)
+    return data.validated_data
+
+
+class OrgListApi(APIView):
+    """Any signed-in user lists the organizations they belong to and creates team ones."""
+
+    def get(self, request):
+        memberships = (Membership.objects.filter(user=request.user, organization__deleted_at__isnull=True)
+                       .select_related("organization").order_by("organization__name"))
+        return Response({"data": [org_output(m.organization, m.role) for m in memberships]})
+
+    def post(self, request):
+        org = organization_create(name=valid(NameInput, request)["name"], owner=request.user, ip=client_ip(request))
+        return Response(org_output(org, "owner"), status=status.HTTP_201_CREATED)
+
+
+class OrgDetailApi(OrgScopedApi):
+    scope_map = {"GET": "org:read", "PATCH": "org:write", "DELETE": "org:delete"}
+
+    def get(self, request, org_id):
+        return Response(org_output(self.organization, self.membership.role))
+
+    def patch(self, request, org_id):
+        org = organization_rename(organization=self.organization, name=valid(NameInput, request)["name"],
+                                  actor=request.user, ip=client_ip(request))
+        return Response(org_output(org, self.membership.role))
+
+    def delete(self, request, org_id):
+        organization_delete(organization=self.organization, actor=request.user, ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemberListApi(OrgScopedApi):
+    scope_map = {"GET": "org:read"}
+
+    def get(self, request, org_id):
+        members = self.organization.memberships.select_related("user").order_by("created_at")
+        return Response({"data": [member_output(m) for m in members]})
+
+
+class MemberDetailApi(OrgScopedApi):
+    # Leaving needs no more than membership; removing others is checked by the service.
+    scope_map = {"PATCH": "members:write", "DELETE": "org:read"}
+
+    def _member(self, member_id) -> Membership:
+        return get_object_or_404(self.organization.memberships.select_related("user"), pk=member_id)
+
+    def patch(self, request, org_id, member_id):
+        member = membership_change_role(actor=self.membership, member=self._member(member_id),
+                                        role=valid(RoleInput, request)["role"], ip=client_ip(request))
+        return Response(member_output(member))
+
+    def delete(self, request, org_id, member_id):
+        membership_remove(actor=self.membership, member=self._member(member_id), ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OwnershipTransferApi(OrgScopedApi):
+    scope_map = {"POST": "org:transfer"}
+
+    def post(self, request, org_id):
+        member = get_object_or_404(self.organization.memberships.select_related("user"),
+                                   pk=valid(TransferInput, request)["memberId"])
+        return Response(member_output(ownership_transfer(actor=self.membership, member=member,
+                                                         ip=client_ip(request))))
+
+
+class InvitationListApi(OrgScopedApi):
+    scope_map = {"GET": "members:write", "POST": "members:write"}
+
+    def get(self, request, org_id):
+        invitations = self.organization.invitations.select_related("invited_by").order_by("-created_at")
+        return Response({"data": [invitation_output(i) for i in invitations]})
+
+    def post(self, request, org_id):
+        data = valid(InvitationInput, request)
+        invitation, _ = invitation_create(actor=self.membership, email=data["email"], role=data["role"],
+                                          ip=client_ip(request))
+        return Response(invitation_output(invitation), status=status.HTTP_201_CREATED)
+
+
+class InvitationDetailApi(OrgScopedApi):
+    scope_map = {"DELETE": "members:write"}
+
+    def delete(self, request, org_id, invitation_id):
+        invitation = get_object_or_404(self.organization.invitations, pk=invitation_id)
+        invitation_revoke(actor=self.membership, invitation=invitation, ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationAcceptApi(APIView):
+    def post(self, request, token):
+        try:
+            membership = invitation_accept(token=token, user=request.user, ip=client_ip(request))
+        except OrgRuleError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        return Response(org_output(membership.organization, membership.role))
+
+
+class AuditPagination(CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "limit"
+
+
+class AuditLogApi(OrgScopedApi):
+    """Filters: action, actor (email), targetType, since, until (ISO 8601); cursor-paginated."""
+
+    scope_map = {"GET": "audit:read"}
+
+    def get(self, request, org_id):
+        events = AuditEvent.objects.filter(organization=self.organization).select_related("actor")
+        params = request.query_params
+        if action := params.get("action"):
+            events = events.filter(action=action)
+        if actor := params.get("actor"):
+            events = events.filter(actor__email__iexact=actor)
+        if target_type := params.get("targetType"):
+            events = events.filter(target_type=target_type)
+        for bound, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
+            if value := params.get(bound):
+                if (when := parse_datetime(value)) is None:
+                    raise ValidationError({bound: "Use an ISO 8601 date-time."})
+                events = events.filter(**{lookup: when})
+        paginator = AuditPagination()
+        page = paginator.paginate_queryset(events, request, view=self)
+        return paginator.get_paginated_response([{
+            "id": e.pk, "action": e.action, "actor": e.actor.email if e.actor else None,
+            "targetType": e.target_type, "targetId": e.target_id, "before": e.before, "after": e.after,
+            "ip": e.ip, "createdAt": e.created_at,
+        } for e in page])
