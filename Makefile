@@ -6,7 +6,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/hypereal
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test smoke lint
+.PHONY: install run test test-deps smoke lint
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -18,7 +18,11 @@ install: $(UV)
 run: install
 	$(UV) run python -m hypereal.devrun
 
-test: install
+# What the suite's real identity providers need: Debian's xmlsec1 (the SAML IdP signs with it).
+test-deps:
+	@command -v xmlsec1 >/dev/null || { apt-get update -qq && apt-get install -y -qq xmlsec1; }
+
+test: install test-deps
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(UV) run pytest $(PYTEST_ARGS)
 

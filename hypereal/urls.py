@@ -5,6 +5,7 @@ from django.urls import include, path
 from apikeys.api.views import ApiKeyDetailApi, ApiKeyListApi
 from billing.api.views import CheckoutApi
 from billing.views import stripe_webhook, topup_page
+from orgs import sso_views
 from orgs.api import views as orgs_api
 
 
@@ -26,8 +27,15 @@ urlpatterns = [
     path("api/orgs/<int:org_id>/invitations/<int:invitation_id>", orgs_api.InvitationDetailApi.as_view()),
     path("api/invitations/<str:token>/accept", orgs_api.InvitationAcceptApi.as_view()),
     path("api/orgs/<int:org_id>/audit-log", orgs_api.AuditLogApi.as_view()),
+    path("api/orgs/<int:org_id>/sso", orgs_api.SSOConnectionApi.as_view()),
+    path("api/auth/sso/discover", sso_views.sso_discover),
+    path("api/auth/sso/<str:provider_id>", sso_views.saml_acs_view, name="saml_acs"),
+    path("api/auth/sso/<str:provider_id>/login", sso_views.sso_login, name="sso_login"),
+    path("api/auth/sso/<str:provider_id>/metadata", sso_views.saml_metadata_view),
+    path("api/auth/sso/<str:provider_id>/callback", sso_views.oidc_callback_view),
     path("api/billing/checkout", CheckoutApi.as_view()),
     path("api/billing/stripe/webhook", stripe_webhook),
     path("billing/top-up", topup_page, name="topup"),
+    path("accounts/login/", sso_views.DomainRoutingLoginView.as_view(), name="account_login"),
     path("accounts/", include("allauth.urls")),
 ]

@@ -111,3 +111,66 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} → {self.organization} ({self.role})"
+
+
+def _provider_id() -> str:
+    import secrets
+
+    return "sso_" + secrets.token_hex(8)
+
+
+class SSOConnection(models.Model):
+    """An organization's identity provider; users of its email domain sign in through it."""
+
+    class Type(models.TextChoices):
+        SAML = "saml", "SAML 2.0"
+        OIDC = "oidc", "OpenID Connect"
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="sso")
+    provider_id = models.CharField(max_length=40, unique=True, default=_provider_id, editable=False)
+    type = models.CharField(max_length=8, choices=Type.choices)
+    domain = models.CharField(max_length=253, unique=True, help_text="Email domain routed to this IdP.")
+    default_role = models.CharField(max_length=16, choices=ROLE_CHOICES, default="viewer",
+                                    help_text="Role of members who join on their first SSO sign-in.")
+    sso_required = models.BooleanField(default=False, help_text="Refuse password logins for this domain.")
+    enabled = models.BooleanField(default=True)
+    # SAML: from the IdP's metadata (public data).
+    metadata_xml = models.TextField(blank=True)
+    idp_entity_id = models.CharField(max_length=500, blank=True)
+    idp_sso_url = models.URLField(max_length=500, blank=True)
+    idp_x509_cert = models.TextField(blank=True)
+    # OIDC: the client secret is encrypted; discovery is recorded when saved.
+    issuer = models.URLField(max_length=500, blank=True)
+    client_id = models.CharField(max_length=300, blank=True)
+    client_secret_encrypted = models.TextField(blank=True, editable=False)
+    discovery = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, default="ok", help_text="ok or error, from the last check.")
+    status_detail = models.CharField(max_length=500, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.type} SSO for {self.domain}"
+
+    @property
+    def client_secret(self) -> str:
+        from hypereal.crypto import decrypt
+
+        return decrypt(self.client_secret_encrypted)
+
+    @client_secret.setter
+    def client_secret(self, value: str) -> None:
+        from hypereal.crypto import encrypt
+
+        self.client_secret_encrypted = encrypt(value)
+
+
+class SAMLAssertionSeen(models.Model):
+    """Assertion ids already consumed: a replayed SAML response is refused."""
+
+    connection = models.ForeignKey(SSOConnection, on_delete=models.CASCADE, related_name="+")
+    assertion_id = models.CharField(max_length=200)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "assertion_id"], name="saml_assertion_once")]

@@ -1,94 +1,103 @@
-"""OpenAI Chat Completions, exactly as the official API streams and answers it."""
+"""OpenAI Chat Completions (wire-formats §1) and the model list."""
 
-import asyncio
+from __future__ import annotations
+
 import json
-import os
 import time
+from collections.abc import Iterator
+from itertools import takewhile
+from typing import Any
 
-from sim.text import argument_word, arguments_for, count_tokens, reply_words
+from sim.http import Context, Event, Json, SimError, Sse, data_event
+from sim.plan import Piece, Plan, Prompt, Tool, fragments, make_plan, new_id, text_of
 
-
-def error(message: str, err_type: str) -> dict:
-    return {"error": {"message": message, "type": err_type, "param": None, "code": None}}
-
-
-def _text(content) -> str:
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content or ""
-
-
-def _plan(body: dict) -> tuple[list[str], list[dict]]:
-    """(reply words, tool calls) for this request, identical for stream and non-stream."""
-    messages = body.get("messages") or []
-    words = int(body.get("_words", 12))
-    last = messages[-1] if messages else {}
-    user_text = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-    if last.get("role") == "tool":
-        return ["Tool result:", _text(last.get("content")), *reply_words(user_text, words)], []
-    tools, choice = body.get("tools") or [], body.get("tool_choice", "auto")
-    if tools and choice != "none":
-        chosen = tools[0]
-        if isinstance(choice, dict):
-            chosen = next((t for t in tools if t["function"]["name"] == choice["function"]["name"]), chosen)
-        function = chosen["function"]
-        arguments = json.dumps(arguments_for(function.get("parameters") or {}, user_text))
-        return [], [{"id": "call_" + os.urandom(8).hex(), "type": "function",
-                     "function": {"name": function["name"], "arguments": arguments}}]
-    return reply_words(user_text, words), []
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 409: "conflict_error", 422: "invalid_request_error",
+               429: "rate_limit_error"}
+DONE = Event(b"data: [DONE]\n\n")
+MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-5", "gpt-image-1", "o4-mini")
 
 
-def _usage(body: dict, words: list[str], calls: list[dict], directives: dict) -> dict:
-    prompt = json.dumps(body.get("messages") or []) + json.dumps(body.get("tools") or [])
-    completion = len(words) + sum(count_tokens(c["function"]["arguments"]) for c in calls)
-    reasoning = int(directives.get("reasoning", 0))
-    prompt_tokens = count_tokens(prompt)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion + reasoning,
-            "total_tokens": prompt_tokens + completion + reasoning,
-            "prompt_tokens_details": {"cached_tokens": min(int(directives.get("cached", 0)), prompt_tokens)},
-            "completion_tokens_details": {"reasoning_tokens": reasoning}}
+def error(status: int, message: str) -> dict:
+    """OpenAI's error shape; also used by /v1/responses, /v1/models and the image route."""
+    err_type = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
+    return {"error": {"message": message, "type": err_type, "param": None, "code": code}}
 
 
-async def handle(body: dict, directives: dict, send) -> None:
-    if "words" in directives:
-        body["_words"] = directives["words"]
-    words, calls = _plan(body)
-    usage = _usage(body, words, calls, directives)
-    base = {"id": "chatcmpl-" + os.urandom(8).hex(), "created": int(time.time()), "model": body.get("model", "")}
-    finish = "tool_calls" if calls else "stop"
-    if not body.get("stream"):
-        message = {"role": "assistant", "content": " ".join(words) if words else None, "refusal": None}
-        if calls:
-            message["tool_calls"] = calls
-        payload = {**base, "object": "chat.completion", "usage": usage,
-                   "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}]}
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
-    delay = int(directives.get("chunk_delay_ms", 0)) / 1000
-    cut_after = int(directives.get("cut_after", -1))
+def prompt(body: dict) -> Prompt:
+    messages: list[dict] = body["messages"]
+    tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+    pieces = [Piece(json.dumps(t)) for t in tools]
+    for message in messages:
+        pieces.append(Piece(text_of(message.get("content"))))
+        pieces += [Piece(call["function"]["arguments"]) for call in message.get("tool_calls") or []]
+    results = list(takewhile(lambda m: m.get("role") == "tool", reversed(messages)))[::-1]
+    choice = body.get("tool_choice") or "auto"
+    named = choice["function"]["name"] if isinstance(choice, dict) else None
+    return Prompt(
+        pieces=pieces,
+        user_text=next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""),
+        tool_result=" ".join(text_of(m.get("content")) for m in results) if results else None,
+        tools=[Tool(t["function"]["name"], t["function"].get("parameters") or {}) for t in tools],
+        tool_mode="required" if named else choice,
+        tool_name=named,
+        parallel=body.get("parallel_tool_calls") is True,
+        thinking=body.get("reasoning_effort") not in (None, "none"),
+        max_output=body.get("max_completion_tokens") or body.get("max_tokens"),
+    )
 
-    async def emit(delta: dict | None, finish_reason=None, extra: dict | None = None) -> None:
-        chunk = {**base, "object": "chat.completion.chunk",
-                 "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-                 **(extra or {})}
-        await send({"type": "http.response.body", "body": b"data: " + json.dumps(chunk).encode() + b"\n\n",
-                    "more_body": True})
 
-    await emit({"role": "assistant", "content": ""})
-    for i, word in enumerate(words):
-        if i == cut_after:
-            from sim.app import Abort
-            raise Abort("cutting the stream as directed")
-        if delay:
-            await asyncio.sleep(delay)
-        await emit({"content": word if i == 0 else " " + word})
+def usage(plan: Plan) -> dict:
+    return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": plan.output_tokens,
+            "total_tokens": plan.prompt_tokens + plan.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": plan.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": plan.reasoning_tokens}}
+
+
+def handle(body: dict, ctx: Context) -> Json | Sse:
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise SimError(400, "'messages' must be a non-empty array.")
+    plan = make_plan(prompt(body), ctx.directives)
+    calls = [{"id": new_id("call_"), "type": "function",
+              "function": {"name": call.name, "arguments": call.arguments_json}} for call in plan.calls]
+    finish = "tool_calls" if calls else "length" if plan.truncated else "stop"
+    base = {"id": new_id("chatcmpl-"), "created": int(time.time()), "model": body.get("model")}
+    headers = ((b"x-request-id", new_id("req_").encode()),)
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return Sse(_chunks(base, plan, calls, finish, include_usage), headers)
+    message = {"role": "assistant", "content": plan.reply if plan.text else None, "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+    return Json({**base, "object": "chat.completion", "choices": [choice], "usage": usage(plan)}, headers=headers)
+
+
+def _chunks(base: dict, plan: Plan, calls: list[dict], finish: str, include_usage: bool) -> Iterator[Event]:
+    # With include_usage OpenAI puts "usage": null on every chunk, and the real usage on a last one.
+    frame = {**base, "object": "chat.completion.chunk", **({"usage": None} if include_usage else {})}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, content: bool = False) -> Event:
+        return data_event({**frame, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                 "finish_reason": finish_reason}]}, content)
+
+    yield chunk({"role": "assistant", "content": "", "refusal": None})
+    for piece in plan.text:
+        yield chunk({"content": piece}, content=True)
     for index, call in enumerate(calls):
-        await emit({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                    "function": {"name": call["function"]["name"], "arguments": ""}}]})
-        await emit({"tool_calls": [{"index": index, "function": {"arguments": call["function"]["arguments"]}}]})
-    await emit({}, finish)
-    if (body.get("stream_options") or {}).get("include_usage"):
-        await emit(None, extra={"usage": usage})
-    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        # id, type and name only in the first delta of an index: the SDK concatenates repeated strings.
+        first = {"index": index, "id": call["id"], "type": "function",
+                 "function": {"name": call["function"]["name"], "arguments": ""}}
+        yield chunk({"tool_calls": [first]}, content=True)
+        for fragment in fragments(call["function"]["arguments"]):
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}, content=True)
+    yield chunk({}, finish)
+    if include_usage:
+        yield data_event({**frame, "choices": [], "usage": usage(plan)})
+    yield DONE
+
+
+def list_models(body: dict, ctx: Context) -> Json:
+    return Json({"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "system"}
+                                            for model in MODELS]})

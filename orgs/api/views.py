@@ -183,3 +183,58 @@ class AuditLogApi(OrgScopedApi):
             "targetType": e.target_type, "targetId": e.target_id, "before": e.before, "after": e.after,
             "ip": e.ip, "createdAt": e.created_at,
         } for e in page])
+
+
+class SSOInput(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["saml", "oidc"])
+    domain = serializers.RegexField(r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$", max_length=253)
+    defaultRole = serializers.ChoiceField(choices=list(ROLES), required=False)
+    ssoRequired = serializers.BooleanField(required=False)
+    metadataXml = serializers.CharField(required=False)
+    issuer = serializers.URLField(required=False)
+    clientId = serializers.CharField(required=False, max_length=300)
+    clientSecret = serializers.CharField(required=False, max_length=1000, write_only=True)
+
+    def validate(self, data):
+        needed = ["metadataXml"] if data["type"] == "saml" else ["issuer", "clientId"]
+        if missing := [f for f in needed if not data.get(f)]:
+            raise ValidationError({f: "Required for this type." for f in missing})
+        return data
+
+
+def sso_output(connection) -> dict:
+    from orgs.sso import sso_urls
+
+    return {"providerId": connection.provider_id, "type": connection.type, "domain": connection.domain,
+            "defaultRole": connection.default_role, "ssoRequired": connection.sso_required,
+            "status": connection.status, "statusDetail": connection.status_detail or None,
+            "checkedAt": connection.checked_at, "idpEntityId": connection.idp_entity_id or None,
+            "issuer": connection.issuer or None, "clientId": connection.client_id or None,
+            "hasClientSecret": bool(connection.client_secret_encrypted), **sso_urls(connection)}
+
+
+class SSOConnectionApi(OrgScopedApi):
+    """One identity provider per organization (SAML metadata or OIDC issuer); secrets never leave."""
+
+    scope_map = {"GET": "org:read", "POST": "sso:write", "DELETE": "sso:write"}
+
+    def get(self, request, org_id):
+        connection = getattr(self.organization, "sso", None)
+        return Response(sso_output(connection) if connection else None)
+
+    def post(self, request, org_id):
+        from orgs.sso import sso_configure
+
+        connection = sso_configure(organization=self.organization, actor=request.user,
+                                   data=valid(SSOInput, request), ip=client_ip(request))
+        return Response(sso_output(connection), status=status.HTTP_201_CREATED)
+
+    def delete(self, request, org_id):
+        from orgs.services import audit_record
+
+        connection = getattr(self.organization, "sso", None)
+        if connection is not None:
+            audit_record(organization=self.organization, action="sso.delete", target=connection,
+                         actor=request.user, ip=client_ip(request), before={"domain": connection.domain})
+            connection.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,108 @@
+"""Google Gemini generateContent / streamGenerateContent (wire-formats §4), camelCase on the wire.
+
+A stream is nothing but ``data: <full response JSON>`` events: google-genai parses every other line as
+JSON and fails, so there are no comments, names or ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sim.http import Context, Event, Json, SimError, Sse, data_event
+from sim.plan import Piece, Plan, Prompt, Tool, make_plan, new_id
+
+STATUSES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+            409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 501: "NOT_IMPLEMENTED",
+            503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+
+def error(status: int, message: str) -> dict:
+    fallback = "INTERNAL" if status >= 500 else "INVALID_ARGUMENT"
+    return {"error": {"code": status, "message": message, "status": STATUSES.get(status, fallback)}}
+
+
+def _part_text(part: dict) -> str:
+    if "functionCall" in part:
+        return json.dumps(part["functionCall"].get("args") or {})
+    if "functionResponse" in part:
+        return json.dumps(part["functionResponse"].get("response") or {})
+    return part.get("text", "")  # inlineData and other media count nothing
+
+
+def _texts(content: dict) -> str:
+    return " ".join(p["text"] for p in content.get("parts") or [] if "text" in p and not p.get("thought"))
+
+
+def prompt(body: dict) -> Prompt:
+    contents: list[dict] = body["contents"]
+    tools: list[dict] = body.get("tools") or []
+    system = body.get("systemInstruction") or {}
+    parts = [*(system.get("parts") or []), *(p for c in contents for p in c.get("parts") or [])]
+    pieces = [Piece(json.dumps(t)) for t in tools] + [Piece(_part_text(p)) for p in parts]
+    results = [p["functionResponse"] for p in contents[-1].get("parts") or [] if "functionResponse" in p]
+    users = [_texts(c) for c in contents if c.get("role", "user") == "user"]
+    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    mode = str(calling.get("mode", "AUTO")).upper()
+    generation = body.get("generationConfig") or {}
+    thinking = generation.get("thinkingConfig")
+    return Prompt(
+        pieces=pieces,
+        user_text=next((t for t in reversed(users) if t), ""),
+        tool_result=" ".join(json.dumps(r.get("response") or {}) for r in results) if results else None,
+        tools=[Tool(f["name"], f.get("parameters") or f.get("parametersJsonSchema") or {})
+               for t in tools for f in t.get("functionDeclarations") or []],
+        tool_mode="none" if mode == "NONE" else "required" if mode == "ANY" else "auto",
+        tool_name=next(iter(calling.get("allowedFunctionNames") or []), None),
+        thinking=thinking is not None and thinking.get("thinkingBudget") != 0,
+        max_output=generation.get("maxOutputTokens"),
+    )
+
+
+def usage(plan: Plan, candidates: int) -> dict:
+    """usageMetadata with ``candidates`` output tokens so far; zero counts are omitted, as Gemini does."""
+    metadata = {"promptTokenCount": plan.prompt_tokens, "candidatesTokenCount": candidates,
+                "totalTokenCount": plan.prompt_tokens + candidates + plan.reasoning_tokens}
+    if plan.cached_tokens:
+        metadata["cachedContentTokenCount"] = plan.cached_tokens
+    if plan.reasoning_tokens:
+        metadata["thoughtsTokenCount"] = plan.reasoning_tokens
+    return metadata
+
+
+def handle(body: dict, ctx: Context) -> Json | Sse:
+    if not isinstance(body.get("contents"), list) or not body["contents"]:
+        raise SimError(400, "* GenerateContentRequest.contents: contents is not specified")
+    plan = make_plan(prompt(body), ctx.directives)
+    # Thought parts appear only when asked for; thoughtsTokenCount is reported regardless.
+    thinking_config = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+    thoughts = plan.thinking if thinking_config.get("includeThoughts") else []
+    calls = [{"functionCall": {"name": call.name, "args": call.arguments}} for call in plan.calls]
+    finish = "MAX_TOKENS" if plan.truncated else "STOP"
+    frame = {"modelVersion": ctx.params["model"], "responseId": new_id("")}
+
+    def response(parts: list[dict], candidates: int, last: bool) -> dict:
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+        if last:
+            candidate["finishReason"] = finish
+        return {"candidates": [candidate], "usageMetadata": usage(plan, candidates), **frame}
+
+    whole = plan.output_tokens - plan.reasoning_tokens  # candidatesTokenCount excludes thoughts
+    if ctx.params["method"] == "generateContent":
+        parts = ([{"text": "".join(thoughts), "thought": True}] if thoughts else []) + (
+            [{"text": plan.reply}] if plan.text else []) + calls
+        return Json(response(parts, whole, True))
+
+    def chunks() -> Iterator[dict]:
+        # One chunk per thought word and per reply word, calls whole; usage is cumulative, the last exact.
+        steps = [([{"text": t, "thought": True}], 0) for t in thoughts]
+        steps += [([{"text": piece}], n) for n, piece in enumerate(plan.text, 1)]
+        steps += [(calls, whole)] if calls else []
+        steps = steps or [([], whole)]  # an output cap of 0 still ends the stream with a finish reason
+        for number, (parts, candidates) in enumerate(steps, 1):
+            yield response(parts, candidates, number == len(steps))
+
+    if ctx.query.get("alt") != "sse":  # without alt=sse Gemini streams one JSON array
+        return Json(list(chunks()))
+    return Sse(data_event(chunk, content=True) for chunk in chunks())
