@@ -18,9 +18,13 @@ install: $(UV)
 run: install
 	$(UV) run python -m hypereal.devrun
 
-# What the suite's real identity providers need: Debian's xmlsec1 (the SAML IdP signs with it).
-test-deps:
+# What the suite's real identity providers need: Debian's xmlsec1 (the SAML IdP signs with it) and
+# node's oidc-provider (the OpenID Provider), pinned by tests/oidc_provider/package-lock.json.
+test-deps: tests/oidc_provider/node_modules/.package-lock.json
 	@command -v xmlsec1 >/dev/null || { apt-get update -qq && apt-get install -y -qq xmlsec1; }
+
+tests/oidc_provider/node_modules/.package-lock.json: tests/oidc_provider/package-lock.json
+	cd tests/oidc_provider && npm ci --no-audit --no-fund --silent
 
 test: install test-deps
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \

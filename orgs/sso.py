@@ -278,6 +278,12 @@ def oidc_callback(request, connection: SSOConnection) -> tuple[str, str]:
             "redirect_uri": sso_urls(connection)["redirectUri"], "code_verifier": pending["verifier"],
         })
         claims = backend.verify_token(tokens["id_token"], nonce=pending["nonce"])
+        if "email" not in claims and backend.OIDC_OP_USER_ENDPOINT:
+            # Code flow: scope claims usually come from userinfo, for the same subject only.
+            userinfo = backend.get_userinfo(tokens["access_token"], tokens["id_token"], claims)
+            if userinfo.get("sub") != claims.get("sub"):
+                raise SuspiciousOperation("userinfo describes another subject.")
+            claims = {**userinfo, **claims}
     except (SuspiciousOperation, jwt.PyJWTError, KeyError) as exc:
         raise SSOError(f"Sign-in refused: {exc}") from None
     except Exception as exc:  # the token endpoint answered with an error

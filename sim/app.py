@@ -49,6 +49,8 @@ RECENT: deque[dict[str, Any]] = deque(maxlen=500)  # newest first, for GET /_sim
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)
+    if scope["type"] != "http":
+        return  # no websockets: uvicorn refuses the handshake
     path, query = scope["path"], dict(parse_qsl(scope["query_string"].decode()))
     if path == "/health":
         return await _send_json(send, Json({"ok": True}))
@@ -65,11 +67,11 @@ async def _api(scope: Scope, query: dict[str, str], raw: bytes, send: Send) -> N
     body = _decode(raw)
     RECENT.appendleft({"path": scope["path"], "query": _redacted_query(query), "body": body,
                        "headers": _redacted_headers(scope["headers"])})
-    route = next((r for r in ROUTES if r.pattern.fullmatch(path)), None)
+    route, match = next(((r, m) for r in ROUTES if (m := r.pattern.fullmatch(path))), (None, None))
     error = route.error if route else gemini.error if path.startswith("/v1beta/") else openai_chat.error
     directives = Directives()
     try:
-        if route is None:
+        if route is None or match is None:
             raise SimError(404, f"No route for {path}.")
         if scope["method"] != route.method:
             raise SimError(405, f"{path} takes {route.method}.")
@@ -89,7 +91,7 @@ async def _api(scope: Scope, query: dict[str, str], raw: bytes, send: Send) -> N
             await _close_connection(send)
         if directives.fail:
             raise SimError(directives.fail, f"Simulated failure {directives.fail}.")
-        ctx = Context(directives, route.pattern.fullmatch(path).groupdict(), query, _origin(scope))
+        ctx = Context(directives, match.groupdict(), query, _origin(scope))
         try:
             response = route.handle(body, ctx)
         except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
@@ -214,5 +216,5 @@ def _redacted_query(query: dict[str, str]) -> str:
 
 
 def _origin(scope: Scope) -> str:
-    host = dict(scope["headers"]).get(b"host", b"").decode() or "%s:%d" % tuple(scope["server"])
+    host = dict(scope["headers"]).get(b"host", b"127.0.0.1").decode()
     return f"{scope.get('scheme', 'http')}://{host}"

@@ -7,10 +7,11 @@ JSON and fails, so there are no comments, names or ``[DONE]``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from sim.http import Context, Event, Json, SimError, Sse, data_event
+from sim.http import Context, Json, SimError, Sse, data_event
 from sim.plan import Piece, Plan, Prompt, Tool, make_plan, new_id
 
 STATUSES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -23,11 +24,17 @@ def error(status: int, message: str) -> dict:
     return {"error": {"code": status, "message": message, "status": STATUSES.get(status, fallback)}}
 
 
+def _get(obj: dict, name: str) -> Any:
+    """A request field by its camelCase name or its snake_case one: Gemini parses proto JSON, which accepts
+    both, and google-genai sends some nested fields (thinking_budget, parameters_json_schema) in snake_case."""
+    return obj.get(name, obj.get(re.sub(r"[A-Z]", lambda m: "_" + m[0].lower(), name)))
+
+
 def _part_text(part: dict) -> str:
-    if "functionCall" in part:
-        return json.dumps(part["functionCall"].get("args") or {})
-    if "functionResponse" in part:
-        return json.dumps(part["functionResponse"].get("response") or {})
+    if (call := _get(part, "functionCall")) is not None:
+        return json.dumps(call.get("args") or {})
+    if (result := _get(part, "functionResponse")) is not None:
+        return json.dumps(result.get("response") or {})
     return part.get("text", "")  # inlineData and other media count nothing
 
 
@@ -38,25 +45,25 @@ def _texts(content: dict) -> str:
 def prompt(body: dict) -> Prompt:
     contents: list[dict] = body["contents"]
     tools: list[dict] = body.get("tools") or []
-    system = body.get("systemInstruction") or {}
+    system = _get(body, "systemInstruction") or {}
     parts = [*(system.get("parts") or []), *(p for c in contents for p in c.get("parts") or [])]
     pieces = [Piece(json.dumps(t)) for t in tools] + [Piece(_part_text(p)) for p in parts]
-    results = [p["functionResponse"] for p in contents[-1].get("parts") or [] if "functionResponse" in p]
+    results = [r for p in contents[-1].get("parts") or [] if (r := _get(p, "functionResponse")) is not None]
     users = [_texts(c) for c in contents if c.get("role", "user") == "user"]
-    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
-    mode = str(calling.get("mode", "AUTO")).upper()
-    generation = body.get("generationConfig") or {}
-    thinking = generation.get("thinkingConfig")
+    calling = _get(_get(body, "toolConfig") or {}, "functionCallingConfig") or {}
+    mode = str(calling.get("mode") or "AUTO").upper()
+    generation = _get(body, "generationConfig") or {}
+    thinking = _get(generation, "thinkingConfig")
+    declarations = [f for t in tools for f in _get(t, "functionDeclarations") or []]
     return Prompt(
         pieces=pieces,
         user_text=next((t for t in reversed(users) if t), ""),
         tool_result=" ".join(json.dumps(r.get("response") or {}) for r in results) if results else None,
-        tools=[Tool(f["name"], f.get("parameters") or f.get("parametersJsonSchema") or {})
-               for t in tools for f in t.get("functionDeclarations") or []],
+        tools=[Tool(f["name"], f.get("parameters") or _get(f, "parametersJsonSchema") or {}) for f in declarations],
         tool_mode="none" if mode == "NONE" else "required" if mode == "ANY" else "auto",
-        tool_name=next(iter(calling.get("allowedFunctionNames") or []), None),
-        thinking=thinking is not None and thinking.get("thinkingBudget") != 0,
-        max_output=generation.get("maxOutputTokens"),
+        tool_name=next(iter(_get(calling, "allowedFunctionNames") or []), None),
+        thinking=thinking is not None and _get(thinking, "thinkingBudget") != 0,
+        max_output=_get(generation, "maxOutputTokens"),
     )
 
 
@@ -76,8 +83,8 @@ def handle(body: dict, ctx: Context) -> Json | Sse:
         raise SimError(400, "* GenerateContentRequest.contents: contents is not specified")
     plan = make_plan(prompt(body), ctx.directives)
     # Thought parts appear only when asked for; thoughtsTokenCount is reported regardless.
-    thinking_config = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
-    thoughts = plan.thinking if thinking_config.get("includeThoughts") else []
+    thinking_config = _get(_get(body, "generationConfig") or {}, "thinkingConfig") or {}
+    thoughts = plan.thinking if _get(thinking_config, "includeThoughts") else []
     calls = [{"functionCall": {"name": call.name, "args": call.arguments}} for call in plan.calls]
     finish = "MAX_TOKENS" if plan.truncated else "STOP"
     frame = {"modelVersion": ctx.params["model"], "responseId": new_id("")}

@@ -34,13 +34,13 @@ def prompt(body: dict) -> Prompt:
         pieces += [Piece(call["function"]["arguments"]) for call in message.get("tool_calls") or []]
     results = list(takewhile(lambda m: m.get("role") == "tool", reversed(messages)))[::-1]
     choice = body.get("tool_choice") or "auto"
-    named = choice["function"]["name"] if isinstance(choice, dict) else None
+    named = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
     return Prompt(
         pieces=pieces,
         user_text=next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""),
         tool_result=" ".join(text_of(m.get("content")) for m in results) if results else None,
         tools=[Tool(t["function"]["name"], t["function"].get("parameters") or {}) for t in tools],
-        tool_mode="required" if named else choice,
+        tool_mode="required" if named else choice if isinstance(choice, str) else "auto",
         tool_name=named,
         parallel=body.get("parallel_tool_calls") is True,
         thinking=body.get("reasoning_effort") not in (None, "none"),

@@ -103,7 +103,7 @@ def make_plan(prompt: Prompt, directives: Directives) -> Plan:
             reply = f"Tool result: {prompt.tool_result} {reply}"
         text = chunks(reply)
     cap = prompt.max_output if prompt.max_output is not None else len(text)
-    thinking = thinking_words(prompt.user_text) if prompt.thinking else []
+    thinking = chunks(" ".join(thinking_words(prompt.user_text))) if prompt.thinking else []
     reasoning = directives.reasoning if directives.reasoning is not None else len(thinking)
     prompt_tokens = prompt.tokens
     return Plan(text=text[:cap], thinking=thinking, calls=calls, truncated=len(text) > cap,

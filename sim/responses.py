@@ -45,7 +45,7 @@ def prompt(body: dict) -> Prompt:
         user_text=text_of(users[-1].get("content"), TEXT_PARTS) if users else "",
         tool_result=" ".join(_output_text(i.get("output")) for i in results) if results else None,
         tools=[Tool(t["name"], t.get("parameters") or {}) for t in tools],
-        tool_mode="required" if named else choice,
+        tool_mode="required" if named else choice if isinstance(choice, str) else "auto",
         tool_name=named,
         parallel=body.get("parallel_tool_calls") is True,
         thinking=reasoning is not None and reasoning.get("effort") != "none",

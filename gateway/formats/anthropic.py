@@ -1,0 +1,369 @@
+"""Anthropic Messages ⇄ OpenAI Chat Completions: requests, responses and SSE streams, in both directions.
+
+Anthropic clients reach chat upstreams through ``chat_request_from_anthropic``, ``anthropic_response_from_chat``
+and ``ChatToAnthropicStream``; chat requests reach Anthropic upstreams through ``anthropic_request_from_chat``,
+``chat_response_from_anthropic`` and ``AnthropicToChatStream``.
+"""
+
+from gateway.formats.common import (MIN_THINKING_BUDGET, THINKING_BUDGETS, ChatStreamTranslator, ChatStreamWriter,
+                                    SSEEvent, TranslationError, append_turn, assistant_message, chat_choice,
+                                    chat_completion, chat_content, compact, data_url, dump_json, effort_for_budget,
+                                    image_part, new_id, parse_arguments, safe_tool_id, split_data_url,
+                                    stream_fields, text_of, tool_call, tool_choice_mode)
+from gateway.usage import Usage
+
+FINISH_FROM_STOP = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
+                    "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
+STOP_FROM_FINISH = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                    "function_call": "tool_use", "content_filter": "refusal"}
+CHOICE_FROM_ANTHROPIC = {"auto": "auto", "any": "required", "none": "none"}
+ANTHROPIC_FROM_CHOICE = {mode: kind for kind, mode in CHOICE_FROM_ANTHROPIC.items()}
+DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; chat clients often leave it out
+THINKING_TYPES = ("thinking", "redacted_thinking")
+
+
+# Anthropic client → chat upstream
+
+def chat_request_from_anthropic(body: dict) -> dict:
+    messages = [{"role": "system", "content": _chat_content(body["system"])}] if body.get("system") else []
+    for message in body.get("messages") or []:
+        messages += _chat_messages(message)
+    thinking = body.get("thinking") or {}
+    return compact({
+        "model": body.get("model"),
+        "messages": messages,
+        "max_completion_tokens": body.get("max_tokens"),
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "stop": body.get("stop_sequences") or None,
+        "user": (body.get("metadata") or {}).get("user_id"),
+        "reasoning_effort": effort_for_budget(thinking.get("budget_tokens") or 0)
+        if thinking.get("type") == "enabled" else None,
+        **_chat_tools(body.get("tools"), body.get("tool_choice")),
+        **stream_fields(body.get("stream")),
+    })
+
+
+def _chat_content(content: str | list[dict]) -> str | list[dict]:
+    return content if isinstance(content, str) else chat_content([_chat_part(block) for block in content])
+
+
+def _chat_part(block: dict) -> dict:
+    kind = block.get("type")
+    if kind == "text":
+        return compact({"type": "text", "text": block.get("text", ""), "cache_control": block.get("cache_control")})
+    if kind == "image":
+        source = block.get("source") or {}
+        if source.get("type") == "base64":
+            return image_part(data_url(source.get("media_type", ""), source.get("data", "")))
+        if source.get("type") == "url":
+            return image_part(source.get("url", ""))
+    raise TranslationError(f"Content block {kind!r} cannot be sent to this model.")
+
+
+def _chat_messages(message: dict) -> list[dict]:
+    role, content = message.get("role"), message.get("content")
+    if isinstance(content, str):
+        return [{"role": role, "content": content}]
+    blocks = content or []
+    if role == "assistant":
+        texts = [block for block in blocks if block.get("type") == "text"]
+        calls = [tool_call(block.get("id", ""), block.get("name", ""), dump_json(block.get("input")))
+                 for block in blocks if block.get("type") == "tool_use"]
+        thinking = [block for block in blocks if block.get("type") in THINKING_TYPES]
+        return [assistant_message(_chat_content(texts) if texts else None, calls, thinking_blocks=thinking)]
+    # Tool results become tool messages, which must come first; chat tool messages hold text only, so images
+    # returned by a tool travel in the user message that follows them.
+    results, parts = [], []
+    for block in blocks:
+        if block.get("type") != "tool_result":
+            parts.append(_chat_part(block))
+            continue
+        result = block.get("content")
+        result_blocks = [{"type": "text", "text": result}] if isinstance(result, str) else result or []
+        texts = [item for item in result_blocks if item.get("type") == "text"]
+        results.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": _chat_content(texts)})
+        parts += [_chat_part(item) for item in result_blocks if item.get("type") != "text"]
+    return results + ([{"role": "user", "content": chat_content(parts)}] if parts else [])
+
+
+def _chat_tools(tools: list[dict] | None, choice: dict | None) -> dict:
+    # Anthropic-hosted tools (web search, bash, …; they carry a type) have no chat equivalent and are dropped.
+    functions = [{"type": "function",
+                  "function": compact({"name": tool.get("name"), "description": tool.get("description"),
+                                       "parameters": tool.get("input_schema")}),
+                  **({"cache_control": tool["cache_control"]} if "cache_control" in tool else {})}
+                 for tool in tools or [] if tool.get("type") in (None, "custom")]
+    if not functions:
+        return {}
+    choice = choice or {}
+    fields: dict = {"tools": functions}
+    if choice.get("type") == "tool":
+        fields["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+    elif choice.get("type") in CHOICE_FROM_ANTHROPIC:
+        fields["tool_choice"] = CHOICE_FROM_ANTHROPIC[choice["type"]]
+    if choice.get("disable_parallel_tool_use"):
+        fields["parallel_tool_calls"] = False
+    return fields
+
+
+def anthropic_response_from_chat(resp: dict, *, model: str) -> dict:
+    choice = (resp.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    content = list(message.get("thinking_blocks") or [])
+    if not content and message.get("reasoning_content"):  # reasoning from a non-Anthropic model has no signature
+        content.append({"type": "thinking", "thinking": message["reasoning_content"], "signature": ""})
+    if text := text_of(message.get("content") or message.get("refusal"), sep=""):
+        content.append({"type": "text", "text": text})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        content.append({"type": "tool_use", "id": safe_tool_id(call.get("id") or ""), "name": function.get("name", ""),
+                        "input": parse_arguments(function.get("arguments"))})
+    return {"id": new_id("msg"), "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": STOP_FROM_FINISH.get(choice.get("finish_reason") or "stop", "end_turn"),
+            "stop_sequence": None, "usage": Usage.from_openai_chat(resp.get("usage")).to_anthropic()}
+
+
+class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
+    """Chat chunks → Anthropic SSE events, as (event name, data) pairs.
+
+    Anthropic blocks never interleave: a change of kind (thinking, text, another tool call) closes the open block
+    and opens the next, numbered from 0. Chat streams send each tool call's fragments contiguously; a fragment
+    for a call whose block is already closed could not be placed and is dropped.
+    """
+
+    def __init__(self, model: str, message_id: str | None = None) -> None:
+        super().__init__()
+        self._model = model
+        self._message_id = message_id or new_id("msg")
+        self._index = -1  # of the latest block
+        self._open: object = None  # what the open block holds: "text", "thinking", ("tool", n); None if closed
+
+    def _start(self) -> list[SSEEvent]:
+        # Chat upstreams report usage only at the end: message_start carries zeros, message_delta the totals.
+        message = {"id": self._message_id, "type": "message", "role": "assistant", "model": self._model,
+                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": Usage().to_anthropic()}
+        return [_event("message_start", message=message)]
+
+    def _on_text(self, text: str) -> list[SSEEvent]:
+        return self._enter("text", {"type": "text", "text": ""}) + [self._delta("text_delta", text=text)]
+
+    def _on_reasoning(self, text: str) -> list[SSEEvent]:
+        return self._enter_thinking() + [self._delta("thinking_delta", thinking=text)]
+
+    def _on_thinking_block(self, block: dict) -> list[SSEEvent]:
+        if block.get("type") == "redacted_thinking":
+            return self._enter("redacted", {"type": "redacted_thinking", "data": block.get("data", "")}) + self._close()
+        if block.get("signature"):  # the signature is the last delta of its thinking block
+            return self._enter_thinking() + [self._delta("signature_delta", signature=block["signature"])] + self._close()
+        return []
+
+    def _on_tool_start(self, index: int, call_id: str, name: str) -> list[SSEEvent]:
+        return self._enter(("tool", index), {"type": "tool_use", "id": safe_tool_id(call_id), "name": name, "input": {}})
+
+    def _on_tool_arguments(self, index: int, fragment: str) -> list[SSEEvent]:
+        if self._open != ("tool", index):
+            return []
+        return [self._delta("input_json_delta", partial_json=fragment)]
+
+    def _end(self, finish_reason: str | None) -> list[SSEEvent]:
+        delta = {"stop_reason": STOP_FROM_FINISH.get(finish_reason or "stop", "end_turn"), "stop_sequence": None}
+        usage = (self._usage or Usage()).to_anthropic()  # cumulative: totals, never increments
+        return self._close() + [_event("message_delta", delta=delta, usage=usage), _event("message_stop")]
+
+    def _error(self, type: str, message: str) -> list[SSEEvent]:
+        return [_event("error", error={"type": type, "message": message})]
+
+    def _enter_thinking(self) -> list[SSEEvent]:
+        return self._enter("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+
+    def _enter(self, kind: object, block: dict) -> list[SSEEvent]:
+        if self._open == kind:
+            return []
+        out = self._close()
+        self._index += 1
+        self._open = kind
+        return out + [_event("content_block_start", index=self._index, content_block=block)]
+
+    def _close(self) -> list[SSEEvent]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [_event("content_block_stop", index=self._index)]
+
+    def _delta(self, kind: str, **fields: str) -> SSEEvent:
+        return _event("content_block_delta", index=self._index, delta={"type": kind, **fields})
+
+
+def _event(name: str, **fields: object) -> SSEEvent:
+    return name, {"type": name, **fields}
+
+
+# Chat request → Anthropic upstream
+
+def anthropic_request_from_chat(body: dict) -> dict:
+    system: list[dict] = []
+    messages: list[dict] = []
+    for message in body.get("messages") or []:
+        role = message.get("role")
+        if role in ("system", "developer"):  # Anthropic has one top-level system prompt
+            system += _anthropic_blocks(message.get("content"))
+        elif role == "tool":
+            append_turn(messages, "user", [_tool_result(message)])
+        elif role == "assistant":
+            append_turn(messages, "assistant", _assistant_blocks(message))
+        else:
+            append_turn(messages, "user", _anthropic_blocks(message.get("content")))
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+    stop = body.get("stop")
+    temperature = body.get("temperature")
+    request = compact({
+        "model": body.get("model"),
+        "max_tokens": max_tokens,
+        "system": system or None,
+        "messages": messages,
+        "stop_sequences": [stop] if isinstance(stop, str) else stop or None,
+        "temperature": None if temperature is None else min(max(temperature, 0), 1),  # Anthropic's range is 0–1
+        "top_p": body.get("top_p"),
+        "metadata": {"user_id": body["user"]} if body.get("user") else None,
+        "stream": True if body.get("stream") else None,
+        **_anthropic_tools(body),
+    })
+    # The budget must stay below max_tokens: the client's output cap wins over the requested effort.
+    budget = min(THINKING_BUDGETS.get(body.get("reasoning_effort") or "none", 0), max_tokens - 1)
+    if budget >= MIN_THINKING_BUDGET:
+        request["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        for field in ("temperature", "top_p"):  # Anthropic rejects sampling overrides while thinking
+            request.pop(field, None)
+    return request
+
+
+def _anthropic_blocks(content: object) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content or []:
+        kind = part.get("type")
+        if kind == "text":
+            if part.get("text"):  # Anthropic rejects empty text blocks
+                blocks.append(compact({"type": "text", "text": part["text"], "cache_control": part.get("cache_control")}))
+        elif kind == "image_url":
+            blocks.append(_image_block((part.get("image_url") or {}).get("url", "")))
+        else:
+            raise TranslationError(f"Content part {kind!r} cannot be sent to this model.")
+    return blocks
+
+
+def _image_block(url: str) -> dict:
+    if parsed := split_data_url(url):
+        return {"type": "image", "source": {"type": "base64", "media_type": parsed[0], "data": parsed[1]}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _tool_result(message: dict) -> dict:
+    content = message.get("content")
+    return {"type": "tool_result", "tool_use_id": safe_tool_id(message.get("tool_call_id") or ""),
+            "content": content if isinstance(content, str) else _anthropic_blocks(content)}
+
+
+def _assistant_blocks(message: dict) -> list[dict]:
+    # Thinking blocks go back unmodified, and only when signed: Anthropic rejects a thinking block whose
+    # signature it did not issue (reasoning from other providers has none).
+    blocks = [block for block in message.get("thinking_blocks") or []
+              if block.get("type") == "redacted_thinking" or block.get("signature")]
+    blocks += _anthropic_blocks(message.get("content"))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        blocks.append({"type": "tool_use", "id": safe_tool_id(call.get("id") or ""), "name": function.get("name", ""),
+                       "input": parse_arguments(function.get("arguments"))})
+    return blocks
+
+
+def _anthropic_tools(body: dict) -> dict:
+    tools = [compact({"name": function.get("name"), "description": function.get("description"),
+                      "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+                      "cache_control": tool.get("cache_control")})
+             for tool in body.get("tools") or [] if (function := tool.get("function"))]
+    if not tools:
+        return {}
+    choice: dict | None = None
+    if mode := tool_choice_mode(body.get("tool_choice")):
+        choice = {"type": "tool", "name": mode[1]} if mode[1] else {"type": ANTHROPIC_FROM_CHOICE.get(mode[0], "auto")}
+    if body.get("parallel_tool_calls") is False and (choice or {}).get("type") != "none":
+        choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return compact({"tools": tools, "tool_choice": choice})
+
+
+def chat_response_from_anthropic(msg: dict) -> dict:
+    blocks = msg.get("content") or []
+    text = "".join(block.get("text", "") for block in blocks if block.get("type") == "text")
+    reasoning = "".join(block.get("thinking", "") for block in blocks if block.get("type") == "thinking")
+    calls = [tool_call(block.get("id", ""), block.get("name", ""), dump_json(block.get("input")))
+             for block in blocks if block.get("type") == "tool_use"]
+    message = assistant_message(text or None, calls, reasoning=reasoning or None,
+                                thinking_blocks=[block for block in blocks if block.get("type") in THINKING_TYPES])
+    finish_reason = FINISH_FROM_STOP.get(msg.get("stop_reason") or "end_turn", "stop")
+    return chat_completion(msg.get("model", ""), [chat_choice(message, finish_reason)],
+                           Usage.from_anthropic(msg.get("usage")), msg.get("id"))
+
+
+class AnthropicToChatStream(ChatStreamWriter):
+    """Anthropic SSE events, as (event name, data) pairs → chat.completion.chunk dicts.
+
+    Tool calls are numbered by a running tool index, not by Anthropic's block index (text and thinking blocks
+    take block indexes too). message_delta ends the stream: the finish chunk, then the usage chunk.
+    """
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self._tool_index: dict[int, int] = {}  # Anthropic block index → chat tool_calls index
+        self._raw_usage: dict = {}  # message_start's usage, overwritten by message_delta's cumulative counts
+
+    def feed(self, item: SSEEvent) -> list[dict]:
+        name, data = item
+        kind = data.get("type") or name
+        if self._done or kind in ("ping", "message_stop"):
+            return []
+        if kind == "error":
+            error = data.get("error") or {}
+            return self.error(error.get("type") or "api_error", error.get("message") or "Upstream error")
+        out = self._begin()
+        if kind == "message_start":
+            self._merge_usage((data.get("message") or {}).get("usage"))
+        elif kind == "content_block_start":
+            out += self._block_start(data.get("index", 0), data.get("content_block") or {})
+        elif kind == "content_block_delta":
+            out += self._block_delta(data.get("index", 0), data.get("delta") or {})
+        elif kind == "message_delta":
+            self._merge_usage(data.get("usage"))
+            stop_reason = (data.get("delta") or {}).get("stop_reason")
+            self._finish_reason = FINISH_FROM_STOP.get(stop_reason or "end_turn", "stop")
+            out += self.finish()
+        return out
+
+    def _merge_usage(self, usage: dict | None) -> None:
+        self._raw_usage.update({key: value for key, value in (usage or {}).items() if value is not None})
+        self._usage = Usage.from_anthropic(self._raw_usage)
+
+    def _block_start(self, index: int, block: dict) -> list[dict]:
+        if block.get("type") == "tool_use":
+            self._tool_index[index] = len(self._tool_index)
+            call = {"index": self._tool_index[index], **tool_call(block.get("id", ""), block.get("name", ""),
+                                                                  dump_json(block["input"]) if block.get("input") else "")}
+            return [self._chunk({"tool_calls": [call]})]
+        if block.get("type") == "redacted_thinking":
+            return [self._chunk({"thinking_blocks": [block]})]
+        return []
+
+    def _block_delta(self, index: int, delta: dict) -> list[dict]:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return [self._chunk({"content": delta.get("text", "")})]
+        if kind == "thinking_delta":
+            return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
+        if kind == "signature_delta":
+            return [self._chunk({"thinking_blocks": [{"type": "thinking", "signature": delta.get("signature", "")}]})]
+        if kind == "input_json_delta" and index in self._tool_index and delta.get("partial_json"):
+            call = {"index": self._tool_index[index], "function": {"arguments": delta["partial_json"]}}
+            return [self._chunk({"tool_calls": [call]})]
+        return []
