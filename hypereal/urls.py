@@ -6,6 +6,7 @@ from apikeys.api.views import ApiKeyDetailApi, ApiKeyListApi
 from billing.api.views import CheckoutApi
 from billing.views import stripe_webhook, topup_page
 from orgs import sso_views
+from orgs.views import sso_settings
 from orgs.api import views as orgs_api
 
 
@@ -36,6 +37,7 @@ urlpatterns = [
     path("api/billing/checkout", CheckoutApi.as_view()),
     path("api/billing/stripe/webhook", stripe_webhook),
     path("billing/top-up", topup_page, name="topup"),
+    path("settings/sso", sso_settings, name="sso_settings"),
     path("accounts/login/", sso_views.DomainRoutingLoginView.as_view(), name="account_login"),
     path("accounts/", include("allauth.urls")),
 ]

@@ -190,3 +190,25 @@ def test_an_unreachable_issuer_is_recorded_as_an_error(settings):
     assert resp.status_code == 201
     assert resp.json()["status"] == "error" and resp.json()["statusDetail"]
     assert client.get(f"/api/auth/sso/{resp.json()['providerId']}/login").status_code == 403
+
+
+def test_the_settings_page_saves_a_provider_and_shows_its_check(issuer, settings):
+    settings.PUBLIC_URL = f"http://{SP_HOST}"
+    org, admin = org_with_member(ADMIN)
+    client = sp_client()
+    client.force_login(admin)
+    client.post(f"/settings/sso?org={org.slug}", {"type": "oidc", "domain": "page.test", "issuer": issuer,
+                                                 "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET})
+    page = client.get(f"/settings/sso?org={org.slug}").content.decode()
+    assert "✔ Connected" in page and "@page.test" in page and CLIENT_SECRET not in page
+    client.post(f"/settings/sso?org={org.slug}", {"type": "oidc", "domain": "page.test",
+                                                 "issuer": f"http://127.0.0.1:{free_port()}", "clientId": "x"})
+    assert "✖" in client.get(f"/settings/sso?org={org.slug}").content.decode()
+
+
+def test_members_below_admin_see_but_cannot_change_sso(issuer):
+    org, viewer = org_with_member("viewer")
+    client = sp_client()
+    client.force_login(viewer)
+    assert client.get(f"/settings/sso?org={org.slug}").status_code == 200
+    assert client.post(f"/settings/sso?org={org.slug}", {"type": "saml", "domain": "x.test"}).status_code == 403

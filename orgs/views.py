@@ -1,0 +1,44 @@
+"""Organization settings pages (server-rendered)."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from rest_framework.exceptions import NotFound
+
+from orgs.api.base import client_ip, membership_for
+from orgs.roles import ROLES, role_has_scope
+from orgs.services import OrgRuleError
+from orgs.sso import sso_configure, sso_urls
+
+SSO_FIELDS = ("type", "domain", "defaultRole", "metadataXml", "issuer", "clientId", "clientSecret")
+
+
+@login_required
+def sso_settings(request):
+    try:
+        membership = membership_for(request, request.user)
+    except NotFound:
+        return HttpResponse("No such organization.", status=404)
+    org = membership.organization
+    can_edit = role_has_scope(membership.role, "sso:write")
+    if request.method == "POST":
+        if not can_edit:
+            return HttpResponse("Only owners and admins configure single sign-on.", status=403)
+        data = {k: request.POST[k].strip() for k in SSO_FIELDS if request.POST.get(k, "").strip()}
+        data["ssoRequired"] = request.POST.get("ssoRequired") == "on"
+        needed = ("metadataXml",) if data.get("type") == "saml" else ("issuer", "clientId")
+        if missing := [f for f in ("type", "domain", *needed) if not data.get(f)]:
+            messages.error(request, f"Missing: {', '.join(missing)}.")
+        else:
+            try:
+                sso_configure(organization=org, actor=request.user, data=data, ip=client_ip(request))
+                messages.success(request, "Single sign-on saved.")
+            except OrgRuleError as exc:
+                messages.error(request, str(exc))
+        return redirect(f"{request.path}?org={org.slug}")
+    connection = getattr(org, "sso", None)
+    return render(request, "orgs/sso.html", {
+        "organization": org, "connection": connection, "can_edit": can_edit, "roles": list(ROLES),
+        "urls": sso_urls(connection) if connection else None,
+    })
