@@ -11,5 +11,11 @@ parser.add_argument("--port", type=int, default=int(os.environ.get("SIM_PORT", "
 parser.add_argument("--log-level", default="warning")
 args = parser.parse_args()
 # Hung requests (hang=1) would otherwise hold shutdown until their clients give up.
-uvicorn.run("sim.app:app", host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-            timeout_graceful_shutdown=1)
+uvicorn.run(
+    "sim.app:app",
+    host=args.host,
+    port=args.port,
+    log_level=args.log_level,
+    access_log=False,
+    timeout_graceful_shutdown=1,
+)

@@ -11,9 +11,16 @@ from sim.http import Context, Event, Json, SimError, Sse, named_event
 from sim.plan import Piece, Plan, Prompt, Tool, fragments, make_plan, new_id, text_of
 from sim.text import count_tokens, signature
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-               403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-               429: "rate_limit_error", 529: "overloaded_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
 CACHED: set[str] = set()  # hashes of the prompt prefixes written to the "cache" so far
 
 
@@ -69,7 +76,7 @@ def _cache(model: str, pieces: list[Piece]) -> tuple[int, int]:
     if not marks:
         return 0, 0
     running, tokens, read = hashlib.sha256(model.encode()), 0, 0
-    for index, piece in enumerate(pieces[:max(marks) + 1]):
+    for index, piece in enumerate(pieces[: max(marks) + 1]):
         running.update(json.dumps(piece.text).encode())
         tokens += count_tokens(piece.text)
         digest = running.hexdigest()
@@ -86,24 +93,41 @@ def handle(body: dict, ctx: Context) -> Json | Sse:
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise SimError(400, "messages: at least one message is required")
     thinking = body.get("thinking") or {}
-    if thinking.get("type") == "enabled" and not 1024 <= thinking.get("budget_tokens", 0) < body["max_tokens"]:
+    if (
+        thinking.get("type") == "enabled"
+        and not 1024 <= thinking.get("budget_tokens", 0) < body["max_tokens"]
+    ):
         raise SimError(400, "thinking.budget_tokens must be at least 1024 and less than max_tokens")
     request = prompt(body)
     plan = make_plan(request, ctx.directives)
     read, written = _cache(body.get("model") or "", request.pieces)
-    usage = {"input_tokens": plan.prompt_tokens - read - written, "cache_creation_input_tokens": written,
-             "cache_read_input_tokens": read, "output_tokens": plan.output_tokens}
+    usage = {
+        "input_tokens": plan.prompt_tokens - read - written,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": read,
+        "output_tokens": plan.output_tokens,
+    }
     content: list[dict[str, Any]] = []
     if plan.thinking:
         text = "".join(plan.thinking)
         content.append({"type": "thinking", "thinking": text, "signature": signature(text)})
     if plan.text:
         content.append({"type": "text", "text": plan.reply})
-    content += [{"type": "tool_use", "id": new_id("toolu_"), "name": call.name, "input": call.arguments}
-                for call in plan.calls]
+    content += [
+        {"type": "tool_use", "id": new_id("toolu_"), "name": call.name, "input": call.arguments}
+        for call in plan.calls
+    ]
     stop = "tool_use" if plan.calls else "max_tokens" if plan.truncated else "end_turn"
-    message = {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": body.get("model"),
-               "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
+    message = {
+        "id": new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model"),
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": usage,
+    }
     headers = ((b"request-id", new_id("req_").encode()),)
     return Sse(_events(message, plan), headers) if body.get("stream") else Json(message, headers=headers)
 
@@ -117,11 +141,17 @@ def _events(message: dict, plan: Plan) -> Iterator[Event]:
 
     # Like Anthropic, message_start reports the input side and a token of output; message_delta the totals.
     usage = message["usage"]
-    yield event("message_start", message={**message, "content": [], "stop_reason": None,
-                                          "usage": {**usage, "output_tokens": 1}})
+    yield event(
+        "message_start",
+        message={**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}},
+    )
     for index, block in enumerate(message["content"]):
         kind = block["type"]
-        empty = {"thinking": {"thinking": "", "signature": ""}, "text": {"text": ""}, "tool_use": {"input": {}}}[kind]
+        empty = {
+            "thinking": {"thinking": "", "signature": ""},
+            "text": {"text": ""},
+            "tool_use": {"input": {}},
+        }[kind]
         yield event("content_block_start", index=index, content_block={**block, **empty})
         if index == 0:
             yield event("ping")
@@ -134,5 +164,7 @@ def _events(message: dict, plan: Plan) -> Iterator[Event]:
             partial = fragments(json.dumps(block["input"]))
             yield from (delta(index, type="input_json_delta", partial_json=piece) for piece in partial)
         yield event("content_block_stop", index=index)
-    yield event("message_delta", delta={"stop_reason": message["stop_reason"], "stop_sequence": None}, usage=usage)
+    yield event(
+        "message_delta", delta={"stop_reason": message["stop_reason"], "stop_sequence": None}, usage=usage
+    )
     yield event("message_stop")

@@ -1,8 +1,16 @@
 """A raw-ASGI server imitating upstream LLM providers, with failure injection through directives.
 
-Directives come from a path prefix (``/x/fail=500,latency_ms=20/v1/...``, so a catalog provider's
-base URL can carry behaviour) and/or a top-level ``"sim"`` body object, which wins and is removed before
-the request is answered (a client can send it through the gateway with ``extra_body``).
+Routes (each also under a directive prefix): POST /v1/chat/completions, POST /v1/responses,
+POST /v1/messages, POST /v1beta/models/{model}:generateContent and :streamGenerateContent?alt=sse
+(also under /v1/), GET /v1/models, POST /v1/images/generations. Outside them: GET /health,
+GET /_sim/requests?limit=N (the last 500 requests, newest first, keys redacted to their last 4
+characters), GET /_sim/image.png. Any non-empty key passes (Authorization: Bearer, x-api-key,
+x-goog-api-key or ?key=); without one the answer is a 401. Errors take the route's own shape.
+
+Directives (see ``sim.http.Directives``) come from a path prefix (``/x/fail=500,latency_ms=20/v1/...``,
+so a catalog provider's base URL can carry behaviour) and/or a top-level ``"sim"`` body object, which
+wins and is removed before the request is answered (a client can pass it through the gateway with
+``extra_body``).
 """
 
 from __future__ import annotations
@@ -32,12 +40,15 @@ class Route:
     error: Callable[[int, str], dict]  # the route's error body shape
 
 
+# google-genai uses /v1/ when given a base_url, Google's own examples /v1beta/.
+GEMINI_PATH = re.compile(
+    r"/v1(?:beta)?/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)"
+)
 ROUTES = (
     Route("POST", re.compile(r"/v1/chat/completions"), openai_chat.handle, openai_chat.error),
     Route("POST", re.compile(r"/v1/responses"), responses.handle, openai_chat.error),
     Route("POST", re.compile(r"/v1/messages"), anthropic.handle, anthropic.error),
-    Route("POST", re.compile(r"/v1(?:beta)?/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)"),
-          gemini.handle, gemini.error),
+    Route("POST", GEMINI_PATH, gemini.handle, gemini.error),
     Route("GET", re.compile(r"/v1/models"), openai_chat.list_models, openai_chat.error),
     Route("POST", re.compile(r"/v1/images/generations"), images.handle, openai_chat.error),
 )
@@ -55,7 +66,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if path == "/health":
         return await _send_json(send, Json({"ok": True}))
     if path == "/_sim/requests":
-        return await _send_json(send, Json(list(RECENT)[:int(query.get("limit", len(RECENT)))]))
+        return await _send_json(send, Json(list(RECENT)[: int(query.get("limit", len(RECENT)))]))
     if path == "/_sim/image.png":
         return await _send(send, 200, images.PNG, ((b"content-type", b"image/png"),))
     raw = await _read_body(receive)
@@ -65,8 +76,14 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 async def _api(scope: Scope, query: dict[str, str], raw: bytes, send: Send) -> None:
     spec, path = _split_directives(scope["path"])
     body = _decode(raw)
-    RECENT.appendleft({"path": scope["path"], "query": _redacted_query(query), "body": body,
-                       "headers": _redacted_headers(scope["headers"])})
+    RECENT.appendleft(
+        {
+            "path": scope["path"],
+            "query": _redacted_query(query),
+            "body": body,
+            "headers": _redacted_headers(scope["headers"]),
+        }
+    )
     route, match = next(((r, m) for r in ROUTES if (m := r.pattern.fullmatch(path))), (None, None))
     error = route.error if route else gemini.error if path.startswith("/v1beta/") else openai_chat.error
     directives = Directives()
@@ -172,8 +189,12 @@ async def _send(send: Send, status: int, body: bytes, headers: tuple[tuple[bytes
 
 
 async def _send_json(send: Send, response: Json) -> None:
-    await _send(send, response.status, json.dumps(response.payload).encode(),
-                ((b"content-type", b"application/json"), *response.headers))
+    await _send(
+        send,
+        response.status,
+        json.dumps(response.payload).encode(),
+        ((b"content-type", b"application/json"), *response.headers),
+    )
 
 
 def _split_directives(path: str) -> tuple[dict[str, str], str]:
@@ -199,8 +220,12 @@ def _authenticated(headers: list[tuple[bytes, bytes]], query: dict[str, str]) ->
     """Any non-empty key passes, in any provider's place for it."""
     values = dict(headers)
     scheme, _, token = values.get(b"authorization", b"").partition(b" ")
-    return bool((scheme.lower() == b"bearer" and token.strip()) or values.get(b"x-api-key")
-                or values.get(b"x-goog-api-key") or query.get("key"))
+    return bool(
+        (scheme.lower() == b"bearer" and token.strip())
+        or values.get(b"x-api-key")
+        or values.get(b"x-goog-api-key")
+        or query.get("key")
+    )
 
 
 def _redact(secret: str) -> str:

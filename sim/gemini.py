@@ -14,9 +14,19 @@ from typing import Any
 from sim.http import Context, Json, SimError, Sse, data_event
 from sim.plan import Piece, Plan, Prompt, Tool, make_plan, new_id
 
-STATUSES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-            409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 501: "NOT_IMPLEMENTED",
-            503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 def error(status: int, message: str) -> dict:
@@ -25,8 +35,8 @@ def error(status: int, message: str) -> dict:
 
 
 def _get(obj: dict, name: str) -> Any:
-    """A request field by its camelCase name or its snake_case one: Gemini parses proto JSON, which accepts
-    both, and google-genai sends some nested fields (thinking_budget, parameters_json_schema) in snake_case."""
+    """A request field by its camelCase or its snake_case name: Gemini parses proto JSON, which accepts
+    both, and google-genai sends some nested fields (thinking_budget, parameters_json_schema) snake_case."""
     return obj.get(name, obj.get(re.sub(r"[A-Z]", lambda m: "_" + m[0].lower(), name)))
 
 
@@ -59,7 +69,10 @@ def prompt(body: dict) -> Prompt:
         pieces=pieces,
         user_text=next((t for t in reversed(users) if t), ""),
         tool_result=" ".join(json.dumps(r.get("response") or {}) for r in results) if results else None,
-        tools=[Tool(f["name"], f.get("parameters") or _get(f, "parametersJsonSchema") or {}) for f in declarations],
+        tools=[
+            Tool(f["name"], f.get("parameters") or _get(f, "parametersJsonSchema") or {})
+            for f in declarations
+        ],
         tool_mode="none" if mode == "NONE" else "required" if mode == "ANY" else "auto",
         tool_name=next(iter(_get(calling, "allowedFunctionNames") or []), None),
         thinking=thinking is not None and _get(thinking, "thinkingBudget") != 0,
@@ -69,8 +82,11 @@ def prompt(body: dict) -> Prompt:
 
 def usage(plan: Plan, candidates: int) -> dict:
     """usageMetadata with ``candidates`` output tokens so far; zero counts are omitted, as Gemini does."""
-    metadata = {"promptTokenCount": plan.prompt_tokens, "candidatesTokenCount": candidates,
-                "totalTokenCount": plan.prompt_tokens + candidates + plan.reasoning_tokens}
+    metadata = {
+        "promptTokenCount": plan.prompt_tokens,
+        "candidatesTokenCount": candidates,
+        "totalTokenCount": plan.prompt_tokens + candidates + plan.reasoning_tokens,
+    }
     if plan.cached_tokens:
         metadata["cachedContentTokenCount"] = plan.cached_tokens
     if plan.reasoning_tokens:
@@ -97,8 +113,11 @@ def handle(body: dict, ctx: Context) -> Json | Sse:
 
     whole = plan.output_tokens - plan.reasoning_tokens  # candidatesTokenCount excludes thoughts
     if ctx.params["method"] == "generateContent":
-        parts = ([{"text": "".join(thoughts), "thought": True}] if thoughts else []) + (
-            [{"text": plan.reply}] if plan.text else []) + calls
+        parts = (
+            ([{"text": "".join(thoughts), "thought": True}] if thoughts else [])
+            + ([{"text": plan.reply}] if plan.text else [])
+            + calls
+        )
         return Json(response(parts, whole, True))
 
     def chunks() -> Iterator[dict]:

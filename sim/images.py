@@ -38,7 +38,10 @@ def handle(body: dict, ctx: Context) -> Json:
     payload = {"created": int(time.time()), "data": [image] * n}
     if str(body.get("model", "")).startswith("gpt-image"):  # token-priced models report usage
         text = count_tokens(prompt)
-        payload["usage"] = {"input_tokens": text, "output_tokens": IMAGE_TOKENS * n,
-                            "total_tokens": text + IMAGE_TOKENS * n,
-                            "input_tokens_details": {"text_tokens": text, "image_tokens": 0}}
+        payload["usage"] = {
+            "input_tokens": text,
+            "output_tokens": IMAGE_TOKENS * n,
+            "total_tokens": text + IMAGE_TOKENS * n,
+            "input_tokens_details": {"text_tokens": text, "image_tokens": 0},
+        }
     return Json(payload)

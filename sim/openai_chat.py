@@ -11,9 +11,15 @@ from typing import Any
 from sim.http import Context, Event, Json, SimError, Sse, data_event
 from sim.plan import Piece, Plan, Prompt, Tool, fragments, make_plan, new_id, text_of
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 409: "conflict_error", 422: "invalid_request_error",
-               429: "rate_limit_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
 DONE = Event(b"data: [DONE]\n\n")
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-5", "gpt-image-1", "o4-mini")
 
@@ -32,13 +38,17 @@ def prompt(body: dict) -> Prompt:
     for message in messages:
         pieces.append(Piece(text_of(message.get("content"))))
         pieces += [Piece(call["function"]["arguments"]) for call in message.get("tool_calls") or []]
-    results = list(takewhile(lambda m: m.get("role") == "tool", reversed(messages)))[::-1]
+    results = [
+        text_of(m.get("content")) for m in takewhile(lambda m: m["role"] == "tool", reversed(messages))
+    ]
     choice = body.get("tool_choice") or "auto"
     named = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
     return Prompt(
         pieces=pieces,
-        user_text=next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""),
-        tool_result=" ".join(text_of(m.get("content")) for m in results) if results else None,
+        user_text=next(
+            (text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+        ),
+        tool_result=" ".join(reversed(results)) if results else None,
         tools=[Tool(t["function"]["name"], t["function"].get("parameters") or {}) for t in tools],
         tool_mode="required" if named else choice if isinstance(choice, str) else "auto",
         tool_name=named,
@@ -49,18 +59,27 @@ def prompt(body: dict) -> Prompt:
 
 
 def usage(plan: Plan) -> dict:
-    return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": plan.output_tokens,
-            "total_tokens": plan.prompt_tokens + plan.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": plan.cached_tokens},
-            "completion_tokens_details": {"reasoning_tokens": plan.reasoning_tokens}}
+    return {
+        "prompt_tokens": plan.prompt_tokens,
+        "completion_tokens": plan.output_tokens,
+        "total_tokens": plan.prompt_tokens + plan.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": plan.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": plan.reasoning_tokens},
+    }
 
 
 def handle(body: dict, ctx: Context) -> Json | Sse:
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise SimError(400, "'messages' must be a non-empty array.")
     plan = make_plan(prompt(body), ctx.directives)
-    calls = [{"id": new_id("call_"), "type": "function",
-              "function": {"name": call.name, "arguments": call.arguments_json}} for call in plan.calls]
+    calls = [
+        {
+            "id": new_id("call_"),
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments_json},
+        }
+        for call in plan.calls
+    ]
     finish = "tool_calls" if calls else "length" if plan.truncated else "stop"
     base = {"id": new_id("chatcmpl-"), "created": int(time.time()), "model": body.get("model")}
     headers = ((b"x-request-id", new_id("req_").encode()),)
@@ -71,7 +90,9 @@ def handle(body: dict, ctx: Context) -> Json | Sse:
     if calls:
         message["tool_calls"] = calls
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-    return Json({**base, "object": "chat.completion", "choices": [choice], "usage": usage(plan)}, headers=headers)
+    return Json(
+        {**base, "object": "chat.completion", "choices": [choice], "usage": usage(plan)}, headers=headers
+    )
 
 
 def _chunks(base: dict, plan: Plan, calls: list[dict], finish: str, include_usage: bool) -> Iterator[Event]:
@@ -79,16 +100,25 @@ def _chunks(base: dict, plan: Plan, calls: list[dict], finish: str, include_usag
     frame = {**base, "object": "chat.completion.chunk", **({"usage": None} if include_usage else {})}
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None, content: bool = False) -> Event:
-        return data_event({**frame, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                 "finish_reason": finish_reason}]}, content)
+        return data_event(
+            {
+                **frame,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            },
+            content,
+        )
 
     yield chunk({"role": "assistant", "content": "", "refusal": None})
     for piece in plan.text:
         yield chunk({"content": piece}, content=True)
     for index, call in enumerate(calls):
         # id, type and name only in the first delta of an index: the SDK concatenates repeated strings.
-        first = {"index": index, "id": call["id"], "type": "function",
-                 "function": {"name": call["function"]["name"], "arguments": ""}}
+        first = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
         yield chunk({"tool_calls": [first]}, content=True)
         for fragment in fragments(call["function"]["arguments"]):
             yield chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}, content=True)
@@ -99,5 +129,11 @@ def _chunks(base: dict, plan: Plan, calls: list[dict], finish: str, include_usag
 
 
 def list_models(body: dict, ctx: Context) -> Json:
-    return Json({"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "system"}
-                                            for model in MODELS]})
+    return Json(
+        {
+            "object": "list",
+            "data": [
+                {"id": model, "object": "model", "created": 0, "owned_by": "system"} for model in MODELS
+            ],
+        }
+    )

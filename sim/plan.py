@@ -106,9 +106,15 @@ def make_plan(prompt: Prompt, directives: Directives) -> Plan:
     thinking = chunks(" ".join(thinking_words(prompt.user_text))) if prompt.thinking else []
     reasoning = directives.reasoning if directives.reasoning is not None else len(thinking)
     prompt_tokens = prompt.tokens
-    return Plan(text=text[:cap], thinking=thinking, calls=calls, truncated=len(text) > cap,
-                prompt_tokens=prompt_tokens, cached_tokens=min(directives.cached, prompt_tokens),
-                reasoning_tokens=reasoning)
+    return Plan(
+        text=text[:cap],
+        thinking=thinking,
+        calls=calls,
+        truncated=len(text) > cap,
+        prompt_tokens=prompt_tokens,
+        cached_tokens=min(directives.cached, prompt_tokens),
+        reasoning_tokens=reasoning,
+    )
 
 
 def text_of(content: Any, types: tuple[str, ...] = ("text",)) -> str:
@@ -122,7 +128,7 @@ def text_of(content: Any, types: tuple[str, ...] = ("text",)) -> str:
 
 def fragments(text: str, size: int = 8) -> list[str]:
     """Arguments JSON in small pieces, as providers stream it (clients must concatenate)."""
-    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 def new_id(prefix: str) -> str:

@@ -35,7 +35,8 @@ def prompt(body: dict) -> Prompt:
             pieces.append(Piece(item.get("arguments") or ""))
         elif kind == "function_call_output":
             pieces.append(Piece(_output_text(item.get("output"))))
-    results = list(itertools.takewhile(lambda i: i.get("type") == "function_call_output", reversed(items)))[::-1]
+    trailing = itertools.takewhile(lambda i: i.get("type") == "function_call_output", reversed(items))
+    results = [_output_text(i.get("output")) for i in trailing][::-1]
     users = [i for i in items if i.get("type", "message") == "message" and i.get("role") == "user"]
     choice = body.get("tool_choice") or "auto"
     named = choice.get("name") if isinstance(choice, dict) else None
@@ -43,7 +44,7 @@ def prompt(body: dict) -> Prompt:
     return Prompt(
         pieces=pieces,
         user_text=text_of(users[-1].get("content"), TEXT_PARTS) if users else "",
-        tool_result=" ".join(_output_text(i.get("output")) for i in results) if results else None,
+        tool_result=" ".join(results) if results else None,
         tools=[Tool(t["name"], t.get("parameters") or {}) for t in tools],
         tool_mode="required" if named else choice if isinstance(choice, str) else "auto",
         tool_name=named,
@@ -54,9 +55,13 @@ def prompt(body: dict) -> Prompt:
 
 
 def usage(plan: Plan) -> dict:
-    return {"input_tokens": plan.prompt_tokens, "input_tokens_details": {"cached_tokens": plan.cached_tokens},
-            "output_tokens": plan.output_tokens, "output_tokens_details": {"reasoning_tokens": plan.reasoning_tokens},
-            "total_tokens": plan.prompt_tokens + plan.output_tokens}
+    return {
+        "input_tokens": plan.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": plan.cached_tokens},
+        "output_tokens": plan.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": plan.reasoning_tokens},
+        "total_tokens": plan.prompt_tokens + plan.output_tokens,
+    }
 
 
 def _output(plan: Plan) -> list[dict]:
@@ -66,10 +71,26 @@ def _output(plan: Plan) -> list[dict]:
         output.append({"type": "reasoning", "id": new_id("rs_"), "summary": []})
     if plan.text:
         part = {"type": "output_text", "text": plan.reply, "annotations": [], "logprobs": []}
-        output.append({"type": "message", "id": new_id("msg_"), "status": status, "role": "assistant",
-                       "content": [part]})
-    output += [{"type": "function_call", "id": new_id("fc_"), "call_id": new_id("call_"), "name": call.name,
-                "arguments": call.arguments_json, "status": "completed"} for call in plan.calls]
+        output.append(
+            {
+                "type": "message",
+                "id": new_id("msg_"),
+                "status": status,
+                "role": "assistant",
+                "content": [part],
+            }
+        )
+    output += [
+        {
+            "type": "function_call",
+            "id": new_id("fc_"),
+            "call_id": new_id("call_"),
+            "name": call.name,
+            "arguments": call.arguments_json,
+            "status": "completed",
+        }
+        for call in plan.calls
+    ]
     return output
 
 
@@ -77,18 +98,29 @@ def handle(body: dict, ctx: Context) -> Json | Sse:
     plan = make_plan(prompt(body), ctx.directives)
     reasoning = body.get("reasoning") or {}
     response = {
-        "id": new_id("resp_"), "object": "response", "created_at": int(time.time()),
-        "status": "incomplete" if plan.truncated else "completed", "error": None,
+        "id": new_id("resp_"),
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "incomplete" if plan.truncated else "completed",
+        "error": None,
         "incomplete_details": {"reason": "max_output_tokens"} if plan.truncated else None,
-        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
-        "model": body.get("model"), "output": _output(plan),
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": body.get("model"),
+        "output": _output(plan),
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
-        "text": body.get("text") or {"format": {"type": "text"}}, "tool_choice": body.get("tool_choice", "auto"),
-        "tools": body.get("tools") or [], "top_p": body.get("top_p", 1.0), "truncation": "disabled",
-        "usage": usage(plan), "user": None, "metadata": body.get("metadata") or {},
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": "disabled",
+        "usage": usage(plan),
+        "user": None,
+        "metadata": body.get("metadata") or {},
     }
     headers = ((b"x-request-id", new_id("req_").encode()),)
     if body.get("stream") or ctx.directives.always_stream:
@@ -109,20 +141,29 @@ def _events(response: dict, plan: Plan) -> Iterator[Event]:
         at = {"item_id": item["id"], "output_index": index}
         if item["type"] == "message":
             part = item["content"][0]
-            yield event("response.output_item.added", output_index=index,
-                        item={**item, "status": "in_progress", "content": []})
+            yield event(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "content": []},
+            )
             yield event("response.content_part.added", **at, content_index=0, part={**part, "text": ""})
             for piece in plan.text:
-                yield event("response.output_text.delta", True, **at, content_index=0, delta=piece, logprobs=[])
+                yield event(
+                    "response.output_text.delta", True, **at, content_index=0, delta=piece, logprobs=[]
+                )
             yield event("response.output_text.done", **at, content_index=0, text=part["text"], logprobs=[])
             yield event("response.content_part.done", **at, content_index=0, part=part)
         elif item["type"] == "function_call":
-            yield event("response.output_item.added", output_index=index,
-                        item={**item, "status": "in_progress", "arguments": ""})
+            yield event(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
             for fragment in fragments(item["arguments"]):
                 yield event("response.function_call_arguments.delta", True, **at, delta=fragment)
-            yield event("response.function_call_arguments.done", **at, name=item["name"],
-                        arguments=item["arguments"])
+            yield event(
+                "response.function_call_arguments.done", **at, name=item["name"], arguments=item["arguments"]
+            )
         else:  # reasoning: no summary requested, so nothing streams inside it
             yield event("response.output_item.added", output_index=index, item=item)
         yield event("response.output_item.done", output_index=index, item=item)

@@ -25,9 +25,16 @@ pytestmark = pytest.mark.no_services
 QUESTION = "What is the weather in Oslo?"
 USER = [{"role": "user", "content": QUESTION}]
 REPLY = " ".join(reply_words(QUESTION))
-WEATHER = {"type": "object", "required": ["city"], "properties": {
-    "city": {"type": "string"}, "days": {"type": "integer"}, "unit": {"type": "string", "enum": ["c", "f"]},
-    "detail": {"type": "object", "properties": {"hourly": {"type": "boolean"}}}}}
+WEATHER = {
+    "type": "object",
+    "required": ["city"],
+    "properties": {
+        "city": {"type": "string"},
+        "days": {"type": "integer"},
+        "unit": {"type": "string", "enum": ["c", "f"]},
+        "detail": {"type": "object", "properties": {"hourly": {"type": "boolean"}}},
+    },
+}
 WEATHER_ARGS = {"city": "Oslo", "days": 1, "unit": "c", "detail": {"hourly": True}}
 BROKEN_STREAM = (httpx.HTTPError, httpx2.HTTPError, openai.APIError, anthropic.APIError)
 
@@ -41,23 +48,31 @@ def claude(sim_url: str, prefix: str = "") -> anthropic.Anthropic:
 
 
 def gemini(sim_url: str, prefix: str = "") -> genai.Client:
-    options = types.HttpOptions(base_url=f"{sim_url}{prefix}", retry_options=types.HttpRetryOptions(attempts=1))
+    options = types.HttpOptions(
+        base_url=f"{sim_url}{prefix}", retry_options=types.HttpRetryOptions(attempts=1)
+    )
     return genai.Client(api_key="x", http_options=options)
 
 
 # OpenAI chat completions
 
+
 def test_chat_stream_equals_non_stream_with_realistic_usage(sim_url):
     client = oai(sim_url)
     whole = client.chat.completions.create(model="gpt-4o", messages=USER)
     assert whole.choices[0].message.content == REPLY and whole.choices[0].finish_reason == "stop"
-    chunks = list(client.chat.completions.create(model="gpt-4o", messages=USER, stream=True,
-                                                 stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o", messages=USER, stream=True, stream_options={"include_usage": True}
+        )
+    )
     words = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert "".join(words) == REPLY and len(words) == 12, "one chunk a word"
     assert chunks[-2].choices[0].finish_reason == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
-    assert whole.usage.prompt_tokens == count_tokens(QUESTION) == openai_chat.prompt({"messages": USER}).tokens
+    assert (
+        whole.usage.prompt_tokens == count_tokens(QUESTION) == openai_chat.prompt({"messages": USER}).tokens
+    )
     assert whole.usage.completion_tokens == 12 and whole.usage.total_tokens == whole.usage.prompt_tokens + 12
 
 
@@ -78,21 +93,33 @@ def test_chat_tool_call_round_trip(sim_url):
         assert call.function.name == "get_weather" and json.loads(call.function.arguments) == WEATHER_ARGS
     assert streamed.usage is None and whole.usage.completion_tokens == count_tokens(json.dumps(WEATHER_ARGS))
     call = whole.choices[0].message.tool_calls[0]
-    follow_up = [*USER, {"role": "assistant", "tool_calls": [call.model_dump()]},
-                 {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21C"}]
+    follow_up = [
+        *USER,
+        {"role": "assistant", "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21C"},
+    ]
     answer = client.chat.completions.create(model="gpt-4o", messages=follow_up, tools=tools)
     assert answer.choices[0].message.content == f"Tool result: Sunny, 21C {REPLY}"
 
 
 def test_chat_tool_choice_and_parallel_calls(sim_url):
     client = oai(sim_url)
-    tools = [{"type": "function", "function": {"name": name, "parameters": WEATHER}} for name in ("first", "second")]
+    tools = [
+        {"type": "function", "function": {"name": name, "parameters": WEATHER}}
+        for name in ("first", "second")
+    ]
     none = client.chat.completions.create(model="m", messages=USER, tools=tools, tool_choice="none")
     assert none.choices[0].message.content == REPLY and not none.choices[0].message.tool_calls
-    named = client.chat.completions.create(model="m", messages=USER, tools=tools,
-                                           tool_choice={"type": "function", "function": {"name": "second"}})
+    named = client.chat.completions.create(
+        model="m",
+        messages=USER,
+        tools=tools,
+        tool_choice={"type": "function", "function": {"name": "second"}},
+    )
     assert [c.function.name for c in named.choices[0].message.tool_calls] == ["second"]
-    with client.chat.completions.stream(model="m", messages=USER, tools=tools, parallel_tool_calls=True) as stream:
+    with client.chat.completions.stream(
+        model="m", messages=USER, tools=tools, parallel_tool_calls=True
+    ) as stream:
         calls = stream.get_final_completion().choices[0].message.tool_calls
     assert [c.function.name for c in calls] == ["first", "second"] and calls[0].id != calls[1].id
     assert all(json.loads(c.function.arguments) == WEATHER_ARGS for c in calls)
@@ -101,32 +128,48 @@ def test_chat_tool_choice_and_parallel_calls(sim_url):
 def test_chat_output_cap_and_token_directives(sim_url):
     capped = oai(sim_url).chat.completions.create(model="m", messages=USER, max_completion_tokens=3)
     assert capped.choices[0].finish_reason == "length" and capped.choices[0].message.content == " ".join(
-        reply_words(QUESTION)[:3])
+        reply_words(QUESTION)[:3]
+    )
     shaped = oai(sim_url, "/x/words=5,cached=2").chat.completions.create(
-        model="m", messages=USER, extra_body={"sim": {"reasoning": 7}})
+        model="m", messages=USER, extra_body={"sim": {"reasoning": 7}}
+    )
     usage = shaped.usage
     assert shaped.choices[0].message.content == " ".join(reply_words(QUESTION, 5))
     assert usage.completion_tokens == 5 + 7 and usage.completion_tokens_details.reasoning_tokens == 7
     assert usage.prompt_tokens_details.cached_tokens == 2
 
 
-@pytest.mark.parametrize(("status", "error"), [
-    (400, openai.BadRequestError), (401, openai.AuthenticationError), (404, openai.NotFoundError),
-    (429, openai.RateLimitError), (500, openai.InternalServerError), (503, openai.InternalServerError)])
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, openai.BadRequestError),
+        (401, openai.AuthenticationError),
+        (404, openai.NotFoundError),
+        (429, openai.RateLimitError),
+        (500, openai.InternalServerError),
+        (503, openai.InternalServerError),
+    ],
+)
 def test_chat_fail_directive_raises_the_matching_sdk_error(sim_url, status, error):
     with pytest.raises(error) as from_path:
         oai(sim_url, f"/x/fail={status}").chat.completions.create(model="m", messages=USER)
     with pytest.raises(error) as from_body:
-        oai(sim_url).chat.completions.create(model="m", messages=USER, stream=True, extra_body={"sim": {"fail": status}})
+        oai(sim_url).chat.completions.create(
+            model="m", messages=USER, stream=True, extra_body={"sim": {"fail": status}}
+        )
     for raised in (from_path.value, from_body.value):
         assert raised.status_code == status and raised.body["message"] == f"Simulated failure {status}."
         assert raised.response.headers.get("retry-after") == ("1" if status == 429 else None)
 
 
 def test_chat_cut_after_breaks_the_stream(sim_url):
-    stream = oai(sim_url).chat.completions.create(model="m", messages=USER, stream=True,
-                                                  stream_options={"include_usage": True},
-                                                  extra_body={"sim": {"cut_after": 3}})
+    stream = oai(sim_url).chat.completions.create(
+        model="m",
+        messages=USER,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"sim": {"cut_after": 3}},
+    )
     received = []
     with pytest.raises(BROKEN_STREAM):
         received.extend(stream)
@@ -146,21 +189,31 @@ def test_latency_hang_and_drop(sim_url):
 
 
 def test_missing_key_bad_json_and_bad_directives_in_each_format(sim_url):
-    routes = {"/v1/chat/completions": lambda e: e["error"]["type"],
-              "/v1/messages": lambda e: e["error"]["type"],
-              "/v1beta/models/g:generateContent": lambda e: e["error"]["status"]}
+    routes = {
+        "/v1/chat/completions": lambda e: e["error"]["type"],
+        "/v1/messages": lambda e: e["error"]["type"],
+        "/v1beta/models/g:generateContent": lambda e: e["error"]["status"],
+    }
     for path, kind in routes.items():
         missing = httpx.post(f"{sim_url}{path}", json={})
-        assert missing.status_code == 401 and kind(missing.json()) in ("authentication_error", "UNAUTHENTICATED")
+        assert missing.status_code == 401 and kind(missing.json()) in (
+            "authentication_error",
+            "UNAUTHENTICATED",
+        )
         broken = httpx.post(f"{sim_url}{path}", content=b"{", headers={"x-api-key": "k"})
-        assert broken.status_code == 400 and kind(broken.json()) in ("invalid_request_error", "INVALID_ARGUMENT")
+        assert broken.status_code == 400 and kind(broken.json()) in (
+            "invalid_request_error",
+            "INVALID_ARGUMENT",
+        )
     unknown = httpx.post(f"{sim_url}/x/explode=1/v1/chat/completions", json={}, headers={"x-api-key": "k"})
     assert unknown.status_code == 400 and "explode" in unknown.json()["error"]["message"]
 
 
 def test_recent_requests_are_inspectable_with_secrets_redacted(sim_url):
     marker = f"inspect-{uuid.uuid4()}"
-    oai(sim_url, "/x/words=2").chat.completions.create(model=marker, messages=USER, extra_body={"sim": {"cached": 1}})
+    oai(sim_url, "/x/words=2").chat.completions.create(
+        model=marker, messages=USER, extra_body={"sim": {"cached": 1}}
+    )
     google_client = gemini(sim_url)  # held: a google-genai client closes itself when collected
     google_client.models.generate_content(model=marker, contents="hi")
     recent = httpx.get(f"{sim_url}/_sim/requests", params={"limit": 2}).json()
@@ -168,14 +221,19 @@ def test_recent_requests_are_inspectable_with_secrets_redacted(sim_url):
     google, chat = recent
     assert chat["path"] == "/x/words=2/v1/chat/completions" and chat["body"]["model"] == marker
     assert chat["body"]["sim"] == {"cached": 1} and chat["headers"]["authorization"] == "***1234"
-    assert google["path"].endswith(f"/models/{marker}:generateContent") and google["headers"]["x-goog-api-key"] == "***x"
+    assert (
+        google["path"].endswith(f"/models/{marker}:generateContent")
+        and google["headers"]["x-goog-api-key"] == "***x"
+    )
     assert "sk-test-1234" not in json.dumps(recent)
 
 
 def test_models_and_images(sim_url):
     client = oai(sim_url)
     assert "gpt-4o" in [m.id for m in client.models.list()]
-    encoded = client.images.generate(model="gpt-image-1", prompt="a violet dot", n=2, response_format="b64_json")
+    encoded = client.images.generate(
+        model="gpt-image-1", prompt="a violet dot", n=2, response_format="b64_json"
+    )
     assert [base64.b64decode(i.b64_json) for i in encoded.data] == [PNG, PNG]
     assert encoded.usage.input_tokens == count_tokens("a violet dot")
     linked = client.images.generate(model="dall-e-3", prompt="a violet dot", response_format="url")
@@ -184,6 +242,7 @@ def test_models_and_images(sim_url):
 
 
 # OpenAI responses
+
 
 def test_responses_stream_equals_non_stream(sim_url):
     client = oai(sim_url)
@@ -194,8 +253,12 @@ def test_responses_stream_equals_non_stream(sim_url):
         events = list(stream)
         final = stream.get_final_response()
     assert [e.sequence_number for e in events] == list(range(len(events)))
-    assert [e.type for e in events[:4]] == ["response.created", "response.in_progress",
-                                            "response.output_item.added", "response.content_part.added"]
+    assert [e.type for e in events[:4]] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == REPLY
     assert final.output_text == REPLY and final.usage == whole.usage
 
@@ -212,27 +275,46 @@ def test_responses_function_call_round_trip(sim_url):
         assert json.loads(call.arguments) == WEATHER_ARGS
     assert streamed.usage == whole.usage
     call = whole.output[0]
-    answer = client.responses.create(model="gpt-5", tools=tools, input=[
-        *USER, {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
-        {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"}])
+    answer = client.responses.create(
+        model="gpt-5",
+        tools=tools,
+        input=[
+            *USER,
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"},
+        ],
+    )
     assert answer.output_text == f"Tool result: Sunny {REPLY}"
 
 
 def test_responses_reasoning_cap_and_always_stream(sim_url):
     client = oai(sim_url)
     reasoned = client.responses.create(model="o4-mini", input=QUESTION, reasoning={"effort": "low"})
-    assert reasoned.output[0].type == "reasoning" and reasoned.usage.output_tokens_details.reasoning_tokens == 8
+    assert (
+        reasoned.output[0].type == "reasoning" and reasoned.usage.output_tokens_details.reasoning_tokens == 8
+    )
     assert reasoned.usage.output_tokens == 8 + 12
     capped = client.responses.create(model="gpt-5", input=QUESTION, max_output_tokens=2)
     assert capped.status == "incomplete" and capped.incomplete_details.reason == "max_output_tokens"
     assert capped.output_text == " ".join(reply_words(QUESTION)[:2])
-    forced = httpx.post(f"{sim_url}/x/always_stream=1/v1/responses", headers={"authorization": "Bearer k"},
-                        json={"model": "gpt-5", "input": QUESTION, "stream": False})
+    forced = httpx.post(
+        f"{sim_url}/x/always_stream=1/v1/responses",
+        headers={"authorization": "Bearer k"},
+        json={"model": "gpt-5", "input": QUESTION, "stream": False},
+    )
     assert forced.headers["content-type"].startswith("text/event-stream")
-    assert forced.text.startswith("event: response.created\n") and "event: response.completed\n" in forced.text
+    assert (
+        forced.text.startswith("event: response.created\n") and "event: response.completed\n" in forced.text
+    )
 
 
 # Anthropic messages
+
 
 def test_messages_stream_equals_non_stream(sim_url):
     client = claude(sim_url)
@@ -254,15 +336,29 @@ def test_messages_tool_use_round_trip(sim_url):
         streamed = stream.get_final_message()
     for message in (whole, streamed):
         (block,) = message.content
-        assert message.stop_reason == "tool_use" and block.type == "tool_use" and block.id.startswith("toolu_")
+        assert (
+            message.stop_reason == "tool_use" and block.type == "tool_use" and block.id.startswith("toolu_")
+        )
         assert block.name == "get_weather" and block.input == WEATHER_ARGS
     assert streamed.usage == whole.usage
     block = whole.content[0]
-    answer = client.messages.create(model="c", max_tokens=256, tools=tools, messages=[
-        *USER, {"role": "assistant", "content": [block.model_dump()]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "Sunny"}]}])
+    answer = client.messages.create(
+        model="c",
+        max_tokens=256,
+        tools=tools,
+        messages=[
+            *USER,
+            {"role": "assistant", "content": [block.model_dump()]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "Sunny"}],
+            },
+        ],
+    )
     assert answer.content[0].text == f"Tool result: Sunny {REPLY}"
-    refused = client.messages.create(model="c", max_tokens=256, messages=USER, tools=tools, tool_choice={"type": "none"})
+    refused = client.messages.create(
+        model="c", max_tokens=256, messages=USER, tools=tools, tool_choice={"type": "none"}
+    )
     assert refused.content[0].text == REPLY
 
 
@@ -276,7 +372,8 @@ def test_messages_thinking(sim_url):
     assert [b.type for b in whole.content] == ["thinking", "text"]
     assert whole.content[0].thinking == thought and whole.content[0].signature == signature(thought)
     assert [b.model_dump(include={"type", "thinking", "signature", "text"}) for b in streamed.content] == [
-        b.model_dump(include={"type", "thinking", "signature", "text"}) for b in whole.content]
+        b.model_dump(include={"type", "thinking", "signature", "text"}) for b in whole.content
+    ]
     assert streamed.usage == whole.usage
     assert whole.usage.output_tokens == len(thinking_words(QUESTION)) + 12
     with pytest.raises(anthropic.BadRequestError):
@@ -285,7 +382,13 @@ def test_messages_thinking(sim_url):
 
 def test_messages_prompt_caching_creates_then_reads(sim_url):
     client = claude(sim_url)
-    system = [{"type": "text", "text": f"You are helpful. {uuid.uuid4()} " * 20, "cache_control": {"type": "ephemeral"}}]
+    system = [
+        {
+            "type": "text",
+            "text": f"You are helpful. {uuid.uuid4()} " * 20,
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
     prefix = count_tokens(system[0]["text"])
     first = client.messages.create(model="c", max_tokens=64, system=system, messages=USER)
     assert (first.usage.cache_creation_input_tokens, first.usage.cache_read_input_tokens) == (prefix, 0)
@@ -295,28 +398,42 @@ def test_messages_prompt_caching_creates_then_reads(sim_url):
     assert (again.usage.cache_creation_input_tokens, again.usage.cache_read_input_tokens) == (0, prefix)
     assert again.usage.input_tokens == first.usage.input_tokens
     # The next turn moves the breakpoint forward: the cached system prompt is read, the rest written.
-    turn = [{"role": "user", "content": [{"type": "text", "text": QUESTION, "cache_control": {"type": "ephemeral"}}]}]
+    turn = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": QUESTION, "cache_control": {"type": "ephemeral"}}],
+        }
+    ]
     grown = client.messages.create(model="c", max_tokens=64, system=system, messages=turn)
     assert (grown.usage.cache_creation_input_tokens, grown.usage.cache_read_input_tokens) == (
-        count_tokens(QUESTION), prefix)
+        count_tokens(QUESTION),
+        prefix,
+    )
     assert grown.usage.input_tokens == 0
 
 
 def test_messages_validation_failures_and_cuts(sim_url):
-    missing = httpx.post(f"{sim_url}/v1/messages", headers={"x-api-key": "k"}, json={"model": "c", "messages": USER})
+    missing = httpx.post(
+        f"{sim_url}/v1/messages", headers={"x-api-key": "k"}, json={"model": "c", "messages": USER}
+    )
     assert missing.status_code == 400 and missing.json() == {
-        "type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}}
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"},
+    }
     with pytest.raises(anthropic.OverloadedError) as overloaded:
         claude(sim_url, "/x/fail=529").messages.create(model="c", max_tokens=64, messages=USER)
     assert overloaded.value.body["error"]["type"] == "overloaded_error"
     with pytest.raises(anthropic.RateLimitError):
-        claude(sim_url).messages.create(model="c", max_tokens=64, messages=USER, extra_body={"sim": {"fail": 429}})
-    with pytest.raises(BROKEN_STREAM):
-        with claude(sim_url, "/x/cut_after=2").messages.stream(model="c", max_tokens=64, messages=USER) as stream:
-            list(stream.text_stream)
+        claude(sim_url).messages.create(
+            model="c", max_tokens=64, messages=USER, extra_body={"sim": {"fail": 429}}
+        )
+    cut = claude(sim_url, "/x/cut_after=2").messages.stream(model="c", max_tokens=64, messages=USER)
+    with pytest.raises(BROKEN_STREAM), cut as stream:
+        list(stream.text_stream)
 
 
 # Gemini
+
 
 def test_gemini_stream_equals_non_stream(sim_url):
     client = gemini(sim_url)
@@ -331,14 +448,22 @@ def test_gemini_stream_equals_non_stream(sim_url):
 
 def test_gemini_function_calling(sim_url):
     client = gemini(sim_url)
-    declarations = [types.FunctionDeclaration(name="get_weather", parameters_json_schema=WEATHER),
-                    types.FunctionDeclaration(name="get_time", parameters=types.Schema(
-                        type=types.Type.OBJECT, properties={"zone": types.Schema(type=types.Type.STRING)}))]
+    declarations = [
+        types.FunctionDeclaration(name="get_weather", parameters_json_schema=WEATHER),
+        types.FunctionDeclaration(
+            name="get_time",
+            parameters=types.Schema(
+                type=types.Type.OBJECT, properties={"zone": types.Schema(type=types.Type.STRING)}
+            ),
+        ),
+    ]
     tools = [types.Tool(function_declarations=declarations)]
 
     def ask(mode: str = "AUTO", allowed: list[str] | None = None, contents=QUESTION, stream: bool = False):
         calling = types.FunctionCallingConfig(mode=mode, allowed_function_names=allowed)
-        config = types.GenerateContentConfig(tools=tools, tool_config=types.ToolConfig(function_calling_config=calling))
+        config = types.GenerateContentConfig(
+            tools=tools, tool_config=types.ToolConfig(function_calling_config=calling)
+        )
         if stream:
             return list(client.models.generate_content_stream(model="g", contents=contents, config=config))
         return client.models.generate_content(model="g", contents=contents, config=config)
@@ -351,31 +476,43 @@ def test_gemini_function_calling(sim_url):
     (timed,) = ask("ANY", ["get_time"]).function_calls
     assert timed.name == "get_time" and timed.args == {"zone": "Oslo"}
     assert ask("NONE").text == REPLY
-    history = [types.Content(role="user", parts=[types.Part(text=QUESTION)]),
-               types.Content(role="model", parts=[types.Part(function_call=call)]),
-               types.Content(role="user", parts=[types.Part.from_function_response(
-                   name="get_weather", response={"temp": 21})])]
+    history = [
+        types.Content(role="user", parts=[types.Part(text=QUESTION)]),
+        types.Content(role="model", parts=[types.Part(function_call=call)]),
+        types.Content(
+            role="user", parts=[types.Part.from_function_response(name="get_weather", response={"temp": 21})]
+        ),
+    ]
     assert ask(contents=history).text == f'Tool result: {{"temp": 21}} {REPLY}'
 
 
 def test_gemini_thinking(sim_url):
     client = gemini(sim_url)
-    config = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(include_thoughts=True,
-                                                                              thinking_budget=1024))
+    config = types.GenerateContentConfig(
+        thinking_config=types.ThinkingConfig(include_thoughts=True, thinking_budget=1024)
+    )
     whole = client.models.generate_content(model="g", contents=QUESTION, config=config)
     thought, answer = whole.candidates[0].content.parts
     assert thought.thought and thought.text == " ".join(thinking_words(QUESTION)) and answer.text == REPLY
     assert whole.usage_metadata.thoughts_token_count == 8 and whole.usage_metadata.total_token_count == (
-        count_tokens(QUESTION) + 8 + 12)
+        count_tokens(QUESTION) + 8 + 12
+    )
     chunks = list(client.models.generate_content_stream(model="g", contents=QUESTION, config=config))
-    assert "".join(c.candidates[0].content.parts[0].text for c in chunks if c.candidates[0].content.parts[0].thought) \
+    assert (
+        "".join(
+            c.candidates[0].content.parts[0].text for c in chunks if c.candidates[0].content.parts[0].thought
+        )
         == thought.text
+    )
     assert chunks[-1].usage_metadata == whole.usage_metadata
 
 
 def test_gemini_failures_and_cuts(sim_url):
-    failing, exhausted, cut = gemini(sim_url, "/x/fail=503"), gemini(sim_url, "/x/fail=429"), gemini(
-        sim_url, "/x/cut_after=4")
+    failing, exhausted, cut = (
+        gemini(sim_url, "/x/fail=503"),
+        gemini(sim_url, "/x/fail=429"),
+        gemini(sim_url, "/x/cut_after=4"),
+    )
     with pytest.raises(genai_errors.ServerError) as unavailable:
         failing.models.generate_content(model="g", contents=QUESTION)
     assert unavailable.value.code == 503 and unavailable.value.status == "UNAVAILABLE"
