@@ -128,6 +128,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_BEAT_SCHEDULE = {
     "ledger-reconcile": {"task": "billing.tasks.ledger_reconcile", "schedule": 3600},
     "holds-expire": {"task": "billing.tasks.holds_expire", "schedule": 60},
+    "request-logs-retention": {"task": "usage.tasks.request_logs_retention", "schedule": 6 * 3600},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Operators who get alerts such as a ledger out of balance: comma-separated emails.
@@ -210,4 +211,5 @@ HYPEREAL = {
     "RETRY_BACKOFF_MS": env_int("HYPEREAL_RETRY_BACKOFF_MS", 100),
     "COOLDOWN_FAILURES": env_int("HYPEREAL_COOLDOWN_FAILURES", 3),
     "COOLDOWN_SECONDS": env_int("HYPEREAL_COOLDOWN_SECONDS", 30),
+    "LOG_RETENTION_DAYS": env_int("HYPEREAL_LOG_RETENTION_DAYS", 90),
 }

@@ -7,6 +7,7 @@ from billing.api.views import CheckoutApi
 from billing.views import stripe_webhook, topup_page
 from orgs import sso_views
 from orgs.views import sso_settings
+from usage.api.views import UsageApi, UsageDetailApi, UsageExportApi
 from orgs.api import views as orgs_api
 
 
@@ -34,6 +35,9 @@ urlpatterns = [
     path("api/auth/sso/<str:provider_id>/login", sso_views.sso_login, name="sso_login"),
     path("api/auth/sso/<str:provider_id>/metadata", sso_views.saml_metadata_view),
     path("api/auth/sso/<str:provider_id>/callback", sso_views.oidc_callback_view),
+    path("api/api-usage", UsageApi.as_view()),
+    path("api/api-usage/export", UsageExportApi.as_view()),
+    path("api/api-usage/<str:request_id>", UsageDetailApi.as_view()),
     path("api/billing/checkout", CheckoutApi.as_view()),
     path("api/billing/stripe/webhook", stripe_webhook),
     path("billing/top-up", topup_page, name="topup"),

@@ -37,7 +37,29 @@ class RequestLog(models.Model):
             models.Index(fields=["organization", "model", "-created_at"], name="log_org_model_time"),
             models.Index(fields=["organization", "status", "-created_at"], name="log_org_status_time"),
             models.Index(fields=["api_key", "-created_at"], name="log_key_time"),
+            models.Index(fields=["organization", "-cost"], name="log_org_cost"),  # most expensive first
         ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model} {self.status}"
+
+
+class DailyUsage(models.Model):
+    """Organization × model × day totals, kept up to date as calls are written (charts never scan logs)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="daily_usage")
+    model = models.CharField(max_length=120)
+    day = models.DateField()
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(default=0, help_text="Micro-credits.")
+
+    class Meta:
+        verbose_name_plural = "daily usage"
+        constraints = [models.UniqueConstraint(fields=["organization", "model", "day"], name="daily_usage_unique")]
+        indexes = [models.Index(fields=["organization", "day"], name="daily_org_day")]

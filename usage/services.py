@@ -8,6 +8,7 @@ from billing.models import Wallet
 from billing.services import UsageCharge, usage_charges_apply
 from gateway.usage import Usage
 from usage.models import RequestLog
+from usage.rollups import rollups_add
 
 
 @dataclass(slots=True)
@@ -63,7 +64,22 @@ def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, date
         )
         for r in fresh
     ])
+    rollups_add(fresh)
     if touched_keys:
         api_keys_touch(last_used=touched_keys)
     org_ids = {r.organization_id for r in records}
     return dict(Wallet.objects.filter(organization_id__in=org_ids).values_list("organization_id", "balance"))
+
+
+def request_logs_prune(*, batch_size: int = 10_000) -> int:
+    """Delete request logs older than the retention age, a batch at a time (rollups are kept)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    cutoff = timezone.now() - timedelta(days=settings.HYPEREAL["LOG_RETENTION_DAYS"])
+    deleted = 0
+    while ids := list(RequestLog.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:batch_size]):
+        deleted += RequestLog.objects.filter(pk__in=ids).delete()[0]
+    return deleted
