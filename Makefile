@@ -18,10 +18,12 @@ install: $(UV)
 run: install
 	$(UV) run python -m hypereal.devrun
 
-# What the suite's real identity providers need: Debian's xmlsec1 (the SAML IdP signs with it) and
-# node's oidc-provider (the OpenID Provider), pinned by tests/oidc_provider/package-lock.json.
+# What the suite's real parts need beyond Python: Debian's xmlsec1 (the SAML IdP signs with it) and
+# chromium (Playwright drives it for the page tests), and node's oidc-provider (the OpenID Provider),
+# pinned by tests/oidc_provider/package-lock.json.
 test-deps: tests/oidc_provider/node_modules/.package-lock.json
-	@command -v xmlsec1 >/dev/null || { apt-get update -qq && apt-get install -y -qq xmlsec1; }
+	@command -v xmlsec1 >/dev/null && command -v chromium >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq xmlsec1 chromium; }
 
 tests/oidc_provider/node_modules/.package-lock.json: tests/oidc_provider/package-lock.json
 	cd tests/oidc_provider && npm ci --no-audit --no-fund --silent

@@ -1,19 +1,18 @@
 from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from rest_framework.exceptions import NotFound
 
 from billing.models import LedgerEntry
 from billing.money import micro_to_credits
 from billing.payments import (MIN_TOPUP_CENTS, InvalidWebhook, PaymentsNotConfigured, stripe_webhook_handle,
                               topup_checkout_create)
 from billing.selectors import wallet_balance
-from orgs.api.base import client_ip, membership_for
+from hypereal.pages import org_page, page_context
+from orgs.api.base import client_ip
 from orgs.roles import role_has_scope
 
 
@@ -29,14 +28,10 @@ def stripe_webhook(request):
     return JsonResponse({"received": True, "event": event.event_id})
 
 
-@login_required
+@org_page("billing:read")
 def topup_page(request):
-    try:
-        membership = membership_for(request, request.user)
-    except NotFound:
-        return HttpResponse("No such organization.", status=404)
-    org = membership.organization
-    can_pay = role_has_scope(membership.role, "billing:write")
+    org = request.membership.organization
+    can_pay = role_has_scope(request.membership.role, "billing:write")
     if request.method == "POST":
         if not can_pay:
             return HttpResponse("Your role cannot buy credits.", status=403)
@@ -48,9 +43,8 @@ def topup_page(request):
             messages.error(request, str(exc) or "Enter an amount in US dollars.")
         else:
             return redirect(url)
-    entries = LedgerEntry.objects.filter(wallet__organization=org).order_by("-created_at")[:20]
-    return render(request, "billing/topup.html", {
-        "organization": org, "can_pay": can_pay, "minimum_usd": MIN_TOPUP_CENTS / 100,
-        "balance": micro_to_credits(wallet_balance(organization_id=org.pk)), "entries": entries,
-        "paid": request.GET.get("paid"),
-    })
+    entries = LedgerEntry.objects.filter(wallet__organization=org).order_by("-created_at")[:50]
+    return render(request, "billing/topup.html", page_context(
+        request, "billing", can_pay=can_pay, minimum_usd=MIN_TOPUP_CENTS / 100,
+        balance=micro_to_credits(wallet_balance(organization_id=org.pk)), entries=entries,
+        paid=request.GET.get("paid")))

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from gateway.db import run_db
+from usage.consumers import live_rows_render, live_rows_send
 from usage.services import CallRecord, call_records_save
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ class Meter:
         self._last_touch: dict[int, float] = {}
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
-        self.on_balances: list = []  # callbacks(dict org_id -> balance) after each write
 
     def record(self, record: CallRecord) -> None:
         self._queue.append(record)
@@ -54,7 +54,7 @@ class Meter:
                 batch, self._queue = self._queue[:BATCH_SIZE], self._queue[BATCH_SIZE:]
                 touched, self._touched = self._touched, {}
                 try:
-                    balances = await run_db(call_records_save, records=batch, touched_keys=touched)
+                    await run_db(call_records_save, records=batch, touched_keys=touched)
                 except Exception:
                     # Keep them for the next attempt; the write is idempotent per request id.
                     self._queue[:0] = batch
@@ -67,8 +67,10 @@ class Meter:
                             self._pending_cost[record.organization_id] = left
                         else:
                             self._pending_cost.pop(record.organization_id, None)
-                for callback in self.on_balances:
-                    callback(balances)
+                try:  # the live log is a nicety: it never holds up or fails the metering
+                    await live_rows_send(await run_db(live_rows_render, batch))
+                except Exception:
+                    log.exception("live request-log update failed")
 
     async def run_forever(self) -> None:
         interval = settings.HYPEREAL["METER_FLUSH_MS"] / 1000

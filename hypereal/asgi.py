@@ -12,12 +12,21 @@ django_app = get_asgi_application()
 if settings.SERVE_STATIC:  # self-hosted default; behind a CDN or proxy, serve collected static there
     django_app = ASGIStaticFilesHandler(django_app)
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
 
 from gateway.app import ROUTES, Lifecycle, dispatch  # noqa: E402
+from usage.consumers import UsageLogConsumer  # noqa: E402
 
 log = logging.getLogger(__name__)
-channels_app = ProtocolTypeRouter({"http": django_app})
+channels_app = ProtocolTypeRouter({
+    "http": django_app,
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
+        path("ws/usage", UsageLogConsumer.as_asgi()),
+    ]))),
+})
 
 
 async def _lifespan(receive, send) -> None:

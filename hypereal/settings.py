@@ -178,7 +178,7 @@ STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 PUBLIC_URL = os.environ.get("HYPEREAL_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/billing/top-up"
+LOGIN_REDIRECT_URL = "/usage"
 
 # Accounts (django-allauth): email + password, verified email, throttled logins.
 ACCOUNT_ADAPTER = "orgs.adapters.AccountAdapter"

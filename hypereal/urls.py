@@ -1,13 +1,17 @@
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from apikeys.api.views import ApiKeyDetailApi, ApiKeyListApi
+from apikeys.views import key_revoke, keys_page
 from billing.api.views import CheckoutApi
 from billing.views import stripe_webhook, topup_page
 from orgs import sso_views
+from orgs.pages import audit_page, invite, member_update, settings_page
 from orgs.views import sso_settings
 from usage.api.views import UsageApi, UsageDetailApi, UsageExportApi
+from usage.views import usage_logs, usage_page, usage_request
 from orgs.api import views as orgs_api
 
 
@@ -40,8 +44,19 @@ urlpatterns = [
     path("api/api-usage/<str:request_id>", UsageDetailApi.as_view()),
     path("api/billing/checkout", CheckoutApi.as_view()),
     path("api/billing/stripe/webhook", stripe_webhook),
+    path("", RedirectView.as_view(url="/usage")),
+    path("usage", usage_page, name="usage"),
+    path("usage/logs", usage_logs),
+    path("usage/requests/<str:request_id>", usage_request),
+    path("keys", keys_page, name="keys"),
+    path("keys/<int:key_id>/revoke", key_revoke),
+    path("billing", topup_page, name="billing"),
     path("billing/top-up", topup_page, name="topup"),
+    path("settings", settings_page, name="settings"),
+    path("settings/members/<int:member_id>", member_update),
+    path("settings/invite", invite),
     path("settings/sso", sso_settings, name="sso_settings"),
+    path("audit", audit_page, name="audit"),
     path("accounts/login/", sso_views.DomainRoutingLoginView.as_view(), name="account_login"),
     path("accounts/", include("allauth.urls")),
 ]

@@ -1,12 +1,11 @@
 """Organization settings pages (server-rendered)."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from rest_framework.exceptions import NotFound
 
-from orgs.api.base import client_ip, membership_for
+from hypereal.pages import org_page, page_context
+from orgs.api.base import client_ip
 from orgs.roles import ROLES, role_has_scope
 from orgs.services import OrgRuleError
 from orgs.sso import sso_configure, sso_urls
@@ -14,12 +13,9 @@ from orgs.sso import sso_configure, sso_urls
 SSO_FIELDS = ("type", "domain", "defaultRole", "metadataXml", "issuer", "clientId", "clientSecret")
 
 
-@login_required
+@org_page("org:read")
 def sso_settings(request):
-    try:
-        membership = membership_for(request, request.user)
-    except NotFound:
-        return HttpResponse("No such organization.", status=404)
+    membership = request.membership
     org = membership.organization
     can_edit = role_has_scope(membership.role, "sso:write")
     if request.method == "POST":
@@ -36,9 +32,8 @@ def sso_settings(request):
                 messages.success(request, "Single sign-on saved.")
             except OrgRuleError as exc:
                 messages.error(request, str(exc))
-        return redirect(f"{request.path}?org={org.slug}")
+        return redirect(request.path)
     connection = getattr(org, "sso", None)
-    return render(request, "orgs/sso.html", {
-        "organization": org, "connection": connection, "can_edit": can_edit, "roles": list(ROLES),
-        "urls": sso_urls(connection) if connection else None,
-    })
+    return render(request, "orgs/sso.html", page_context(
+        request, "settings", connection=connection, can_edit=can_edit, roles=list(ROLES),
+        urls=sso_urls(connection) if connection else None))

@@ -4,7 +4,6 @@ from datetime import datetime
 from django.db import transaction
 
 from apikeys.services import api_keys_touch
-from billing.models import Wallet
 from billing.services import UsageCharge, usage_charges_apply
 from gateway.usage import Usage
 from usage.models import RequestLog
@@ -34,9 +33,8 @@ class CallRecord:
 
 
 @transaction.atomic
-def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, datetime] | None = None
-                      ) -> dict[int, int]:
-    """Charge and log a batch of calls in one transaction; returns the new balance of each wallet touched.
+def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, datetime] | None = None) -> None:
+    """Charge and log a batch of calls in one transaction.
 
     Idempotent per request id, so a batch replayed after a crash neither logs nor charges twice.
     """
@@ -67,8 +65,6 @@ def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, date
     rollups_add(fresh)
     if touched_keys:
         api_keys_touch(last_used=touched_keys)
-    org_ids = {r.organization_id for r in records}
-    return dict(Wallet.objects.filter(organization_id__in=org_ids).values_list("organization_id", "balance"))
 
 
 def request_logs_prune(*, batch_size: int = 10_000) -> int:

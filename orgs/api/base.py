@@ -17,7 +17,8 @@ def client_ip(request) -> str | None:
 def membership_for(request, user, org_id: int | None = None) -> Membership:
     """The organization in the URL, else named by `X-Organization` (slug or id) or `?org=`, else the
     user's personal one."""
-    wanted = str(org_id) if org_id is not None else request.headers.get("X-Organization") or request.GET.get("org")
+    wanted = (str(org_id) if org_id is not None else request.headers.get("X-Organization")
+              or request.GET.get("org") or request.session.get("org"))
     memberships = Membership.objects.select_related("organization", "user").filter(
         user=user, organization__deleted_at__isnull=True)
     if wanted:

@@ -1,0 +1,87 @@
+"""Live request log: each organization's new calls, pushed to its members' open /usage pages."""
+
+import asyncio
+import contextlib
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.template.loader import render_to_string
+
+from orgs.models import Membership
+from orgs.roles import role_has_scope
+from usage.models import RequestLog
+
+WATCH_SECONDS = 60  # an open page re-announces itself well within this
+
+
+def org_group(organization_id: int) -> str:
+    return f"usage.org.{organization_id}"
+
+
+def _watch_key(organization_id: int) -> str:
+    return f"usage:watched:{organization_id}"
+
+
+class UsageLogConsumer(AsyncWebsocketConsumer):
+    """Authenticated by the session cookie; a member may follow only an organization they can read."""
+
+    async def connect(self):
+        user = self.scope.get("user")
+        query = dict(part.split("=", 1) for part in self.scope["query_string"].decode().split("&") if "=" in part)
+        org_id = query.get("org", "")
+        if not user or not user.is_authenticated or not org_id.isdigit() or not await self._may_read(user, org_id):
+            await self.close(code=4403)
+            return
+        self.group = org_group(int(org_id))
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        self.announcer = asyncio.ensure_future(self._announce(int(org_id)))
+
+    async def _announce(self, org_id: int) -> None:
+        """Tell the metering flush (in any process) that someone is watching this organization."""
+        while True:
+            await cache.aset(_watch_key(org_id), 1, WATCH_SECONDS)
+            await asyncio.sleep(WATCH_SECONDS / 3)
+
+    async def disconnect(self, code):
+        if hasattr(self, "announcer"):
+            self.announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.announcer
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def usage_logs(self, event):
+        for html in event["rows"]:
+            await self.send(text_data=json.dumps({"html": html}))
+
+    @database_sync_to_async
+    def _may_read(self, user, org_id: str) -> bool:
+        membership = Membership.objects.filter(user=user, organization_id=int(org_id),
+                                               organization__deleted_at__isnull=True).first()
+        return membership is not None and role_has_scope(membership.role, "usage:read")
+
+
+def live_rows_render(records) -> list[tuple[str, dict]]:
+    """Rows of just-written calls, rendered for the organizations someone is watching (sync: runs in the
+    metering flush's thread, one cache read per batch and one query only when there is a watcher)."""
+    org_ids = {r.organization_id for r in records}
+    watched = {org_id for org_id in org_ids if _watch_key(org_id) in cache.get_many(map(_watch_key, org_ids))}
+    if not watched:
+        return []
+    logs = (RequestLog.objects.filter(request_id__in=[r.request_id for r in records if r.organization_id in watched])
+            .select_related("api_key").order_by("created_at", "id"))
+    by_org: dict[int, list[str]] = {}
+    for log in logs:
+        by_org.setdefault(log.organization_id, []).append(
+            render_to_string("usage/_log_row.html", {"log": log, "fresh": True}))
+    return [(org_group(org_id), {"type": "usage.logs", "rows": rows[::-1]}) for org_id, rows in by_org.items()]
+
+
+async def live_rows_send(messages: list[tuple[str, dict]]) -> None:
+    layer = get_channel_layer()
+    for group, message in messages:
+        await layer.group_send(group, message)

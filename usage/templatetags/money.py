@@ -1,0 +1,16 @@
+from django import template
+
+from billing.money import micro_to_credits
+
+register = template.Library()
+
+
+@register.filter
+def credits(micro) -> str:
+    """Micro-credits as a plain decimal amount of credits."""
+    return "—" if micro is None else f"{micro_to_credits(int(micro)):f}".rstrip("0").rstrip(".") or "0"
+
+
+@register.filter
+def percent_of(value, total) -> int:
+    return min(100, round(int(value) * 100 / int(total))) if total else 0
