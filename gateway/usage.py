@@ -90,7 +90,7 @@ class Usage:
     def to_responses(self) -> dict:
         return {
             "input_tokens": self.input,
-            "input_tokens_details": {"cached_tokens": self.cached_read},
+            "input_tokens_details": {"cached_tokens": self.cached_read, "cache_write_tokens": self.cache_write},
             "output_tokens": self.output,
             "output_tokens_details": {"reasoning_tokens": self.reasoning},
             "total_tokens": self.total,

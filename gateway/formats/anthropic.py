@@ -1,19 +1,41 @@
 """Anthropic Messages ⇄ OpenAI Chat Completions: requests, responses and SSE streams, in both directions.
 
-Anthropic clients reach chat upstreams through ``chat_request_from_anthropic``, ``anthropic_response_from_chat``
-and ``ChatToAnthropicStream``; chat requests reach Anthropic upstreams through ``anthropic_request_from_chat``,
-``chat_response_from_anthropic`` and ``AnthropicToChatStream``.
+Anthropic clients reach chat upstreams through ``chat_request_from_anthropic``,
+``anthropic_response_from_chat`` and ``ChatToAnthropicStream``; chat requests reach Anthropic upstreams
+through ``anthropic_request_from_chat``, ``chat_response_from_anthropic`` and ``AnthropicToChatStream``.
 """
 
-from gateway.formats.common import (MIN_THINKING_BUDGET, THINKING_BUDGETS, ChatStreamTranslator, ChatStreamWriter,
-                                    SSEEvent, TranslationError, append_turn, assistant_message, chat_choice,
-                                    chat_completion, chat_content, compact, data_url, dump_json, effort_for_budget,
-                                    image_part, new_id, parse_arguments, safe_tool_id, split_data_url,
-                                    stream_fields, text_of, tool_call, tool_choice_mode)
+from gateway.formats.common import (
+    MIN_THINKING_BUDGET,
+    THINKING_BUDGETS,
+    ChatStreamTranslator,
+    ChatStreamWriter,
+    SSEEvent,
+    TranslationError,
+    append_turn,
+    assistant_message,
+    chat_choice,
+    chat_completion,
+    chat_content,
+    compact,
+    data_url,
+    dump_json,
+    effort_for_budget,
+    image_part,
+    new_id,
+    parse_arguments,
+    safe_tool_id,
+    split_data_url,
+    stream_fields,
+    text_of,
+    tool_call,
+    tool_choice_mode,
+)
 from gateway.usage import Usage
 
 FINISH_FROM_STOP = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
-                    "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
+                    "model_context_window_exceeded": "length", "tool_use": "tool_calls",
+                    "refusal": "content_filter"}
 STOP_FROM_FINISH = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                     "function_call": "tool_use", "content_filter": "refusal"}
 CHOICE_FROM_ANTHROPIC = {"auto": "auto", "any": "required", "none": "none"}
@@ -51,7 +73,8 @@ def _chat_content(content: str | list[dict]) -> str | list[dict]:
 def _chat_part(block: dict) -> dict:
     kind = block.get("type")
     if kind == "text":
-        return compact({"type": "text", "text": block.get("text", ""), "cache_control": block.get("cache_control")})
+        return compact({"type": "text", "text": block.get("text", ""),
+                        "cache_control": block.get("cache_control")})
     if kind == "image":
         source = block.get("source") or {}
         if source.get("type") == "base64":
@@ -82,7 +105,8 @@ def _chat_messages(message: dict) -> list[dict]:
         result = block.get("content")
         result_blocks = [{"type": "text", "text": result}] if isinstance(result, str) else result or []
         texts = [item for item in result_blocks if item.get("type") == "text"]
-        results.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": _chat_content(texts)})
+        results.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
+                        "content": _chat_content(texts)})
         parts += [_chat_part(item) for item in result_blocks if item.get("type") != "text"]
     return results + ([{"role": "user", "content": chat_content(parts)}] if parts else [])
 
@@ -111,14 +135,11 @@ def anthropic_response_from_chat(resp: dict, *, model: str) -> dict:
     choice = (resp.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     content = list(message.get("thinking_blocks") or [])
-    if not content and message.get("reasoning_content"):  # reasoning from a non-Anthropic model has no signature
+    if not content and message.get("reasoning_content"):  # a non-Anthropic model's reasoning has no signature
         content.append({"type": "thinking", "thinking": message["reasoning_content"], "signature": ""})
     if text := text_of(message.get("content") or message.get("refusal"), sep=""):
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        content.append({"type": "tool_use", "id": safe_tool_id(call.get("id") or ""), "name": function.get("name", ""),
-                        "input": parse_arguments(function.get("arguments"))})
+    content += [_tool_use(call) for call in message.get("tool_calls") or []]
     return {"id": new_id("msg"), "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": STOP_FROM_FINISH.get(choice.get("finish_reason") or "stop", "end_turn"),
             "stop_sequence": None, "usage": Usage.from_openai_chat(resp.get("usage")).to_anthropic()}
@@ -127,9 +148,9 @@ def anthropic_response_from_chat(resp: dict, *, model: str) -> dict:
 class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
     """Chat chunks → Anthropic SSE events, as (event name, data) pairs.
 
-    Anthropic blocks never interleave: a change of kind (thinking, text, another tool call) closes the open block
-    and opens the next, numbered from 0. Chat streams send each tool call's fragments contiguously; a fragment
-    for a call whose block is already closed could not be placed and is dropped.
+    Anthropic blocks never interleave: a change of kind (thinking, text, another tool call) closes the open
+    block and opens the next, numbered from 0. Chat streams send each tool call's fragments contiguously; a
+    fragment for a call whose block is already closed could not be placed and is dropped.
     """
 
     def __init__(self, model: str, message_id: str | None = None) -> None:
@@ -137,7 +158,7 @@ class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
         self._model = model
         self._message_id = message_id or new_id("msg")
         self._index = -1  # of the latest block
-        self._open: object = None  # what the open block holds: "text", "thinking", ("tool", n); None if closed
+        self._open: object = None  # the open block's kind: "text", "thinking", ("tool", n); None if closed
 
     def _start(self) -> list[SSEEvent]:
         # Chat upstreams report usage only at the end: message_start carries zeros, message_delta the totals.
@@ -153,13 +174,16 @@ class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
 
     def _on_thinking_block(self, block: dict) -> list[SSEEvent]:
         if block.get("type") == "redacted_thinking":
-            return self._enter("redacted", {"type": "redacted_thinking", "data": block.get("data", "")}) + self._close()
+            redacted = {"type": "redacted_thinking", "data": block.get("data", "")}
+            return self._enter("redacted", redacted) + self._close()
         if block.get("signature"):  # the signature is the last delta of its thinking block
-            return self._enter_thinking() + [self._delta("signature_delta", signature=block["signature"])] + self._close()
+            opened = self._enter_thinking()
+            return opened + [self._delta("signature_delta", signature=block["signature"])] + self._close()
         return []
 
     def _on_tool_start(self, index: int, call_id: str, name: str) -> list[SSEEvent]:
-        return self._enter(("tool", index), {"type": "tool_use", "id": safe_tool_id(call_id), "name": name, "input": {}})
+        block = {"type": "tool_use", "id": safe_tool_id(call_id), "name": name, "input": {}}
+        return self._enter(("tool", index), block)
 
     def _on_tool_arguments(self, index: int, fragment: str) -> list[SSEEvent]:
         if self._open != ("tool", index):
@@ -167,7 +191,8 @@ class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
         return [self._delta("input_json_delta", partial_json=fragment)]
 
     def _end(self, finish_reason: str | None) -> list[SSEEvent]:
-        delta = {"stop_reason": STOP_FROM_FINISH.get(finish_reason or "stop", "end_turn"), "stop_sequence": None}
+        stop_reason = STOP_FROM_FINISH.get(finish_reason or "stop", "end_turn")
+        delta = {"stop_reason": stop_reason, "stop_sequence": None}
         usage = (self._usage or Usage()).to_anthropic()  # cumulative: totals, never increments
         return self._close() + [_event("message_delta", delta=delta, usage=usage), _event("message_stop")]
 
@@ -195,8 +220,8 @@ class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
         return _event("content_block_delta", index=self._index, delta={"type": kind, **fields})
 
 
-def _event(name: str, **fields: object) -> SSEEvent:
-    return name, {"type": name, **fields}
+def _event(kind: str, /, **fields: object) -> SSEEvent:
+    return kind, {"type": kind, **fields}
 
 
 # Chat request → Anthropic upstream
@@ -223,7 +248,7 @@ def anthropic_request_from_chat(body: dict) -> dict:
         "system": system or None,
         "messages": messages,
         "stop_sequences": [stop] if isinstance(stop, str) else stop or None,
-        "temperature": None if temperature is None else min(max(temperature, 0), 1),  # Anthropic's range is 0–1
+        "temperature": None if temperature is None else min(max(temperature, 0), 1),  # Anthropic's is 0–1
         "top_p": body.get("top_p"),
         "metadata": {"user_id": body["user"]} if body.get("user") else None,
         "stream": True if body.get("stream") else None,
@@ -231,11 +256,24 @@ def anthropic_request_from_chat(body: dict) -> dict:
     })
     # The budget must stay below max_tokens: the client's output cap wins over the requested effort.
     budget = min(THINKING_BUDGETS.get(body.get("reasoning_effort") or "none", 0), max_tokens - 1)
-    if budget >= MIN_THINKING_BUDGET:
+    if budget >= MIN_THINKING_BUDGET and _can_think(request):
         request["thinking"] = {"type": "enabled", "budget_tokens": budget}
         for field in ("temperature", "top_p"):  # Anthropic rejects sampling overrides while thinking
             request.pop(field, None)
     return request
+
+
+def _can_think(request: dict) -> bool:
+    """Whether Anthropic accepts thinking for this request; reasoning_effort is only a wish, so rather than
+    fail the call, thinking is left off where Anthropic would reject it: with a forced tool choice, and in a
+    tool loop whose last assistant turn does not start with the (signed) thinking block it was answered with.
+    """
+    if (request.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return False
+    assistant_turns = [turn["content"] for turn in request["messages"] if turn["role"] == "assistant"]
+    last = assistant_turns[-1] if assistant_turns else []
+    uses_tools = any(block.get("type") == "tool_use" for block in last)
+    return not uses_tools or last[0].get("type") in THINKING_TYPES
 
 
 def _anthropic_blocks(content: object) -> list[dict]:
@@ -246,7 +284,8 @@ def _anthropic_blocks(content: object) -> list[dict]:
         kind = part.get("type")
         if kind == "text":
             if part.get("text"):  # Anthropic rejects empty text blocks
-                blocks.append(compact({"type": "text", "text": part["text"], "cache_control": part.get("cache_control")}))
+                blocks.append(compact({"type": "text", "text": part["text"],
+                                       "cache_control": part.get("cache_control")}))
         elif kind == "image_url":
             blocks.append(_image_block((part.get("image_url") or {}).get("url", "")))
         else:
@@ -269,14 +308,16 @@ def _tool_result(message: dict) -> dict:
 def _assistant_blocks(message: dict) -> list[dict]:
     # Thinking blocks go back unmodified, and only when signed: Anthropic rejects a thinking block whose
     # signature it did not issue (reasoning from other providers has none).
-    blocks = [block for block in message.get("thinking_blocks") or []
-              if block.get("type") == "redacted_thinking" or block.get("signature")]
-    blocks += _anthropic_blocks(message.get("content"))
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        blocks.append({"type": "tool_use", "id": safe_tool_id(call.get("id") or ""), "name": function.get("name", ""),
-                       "input": parse_arguments(function.get("arguments"))})
-    return blocks
+    thinking = [block for block in message.get("thinking_blocks") or []
+                if block.get("type") == "redacted_thinking" or block.get("signature")]
+    calls = [_tool_use(call) for call in message.get("tool_calls") or []]
+    return thinking + _anthropic_blocks(message.get("content")) + calls
+
+
+def _tool_use(call: dict) -> dict:
+    function = call.get("function") or {}
+    return {"type": "tool_use", "id": safe_tool_id(call.get("id") or ""), "name": function.get("name", ""),
+            "input": parse_arguments(function.get("arguments"))}
 
 
 def _anthropic_tools(body: dict) -> dict:
@@ -288,7 +329,8 @@ def _anthropic_tools(body: dict) -> dict:
         return {}
     choice: dict | None = None
     if mode := tool_choice_mode(body.get("tool_choice")):
-        choice = {"type": "tool", "name": mode[1]} if mode[1] else {"type": ANTHROPIC_FROM_CHOICE.get(mode[0], "auto")}
+        kind, name = mode
+        choice = {"type": "tool", "name": name} if name else {"type": ANTHROPIC_FROM_CHOICE.get(kind, "auto")}
     if body.get("parallel_tool_calls") is False and (choice or {}).get("type") != "none":
         choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
     return compact({"tools": tools, "tool_choice": choice})
@@ -300,8 +342,8 @@ def chat_response_from_anthropic(msg: dict) -> dict:
     reasoning = "".join(block.get("thinking", "") for block in blocks if block.get("type") == "thinking")
     calls = [tool_call(block.get("id", ""), block.get("name", ""), dump_json(block.get("input")))
              for block in blocks if block.get("type") == "tool_use"]
-    message = assistant_message(text or None, calls, reasoning=reasoning or None,
-                                thinking_blocks=[block for block in blocks if block.get("type") in THINKING_TYPES])
+    thinking = [block for block in blocks if block.get("type") in THINKING_TYPES]
+    message = assistant_message(text or None, calls, reasoning=reasoning or None, thinking_blocks=thinking)
     finish_reason = FINISH_FROM_STOP.get(msg.get("stop_reason") or "end_turn", "stop")
     return chat_completion(msg.get("model", ""), [chat_choice(message, finish_reason)],
                            Usage.from_anthropic(msg.get("usage")), msg.get("id"))
@@ -348,9 +390,9 @@ class AnthropicToChatStream(ChatStreamWriter):
     def _block_start(self, index: int, block: dict) -> list[dict]:
         if block.get("type") == "tool_use":
             self._tool_index[index] = len(self._tool_index)
-            call = {"index": self._tool_index[index], **tool_call(block.get("id", ""), block.get("name", ""),
-                                                                  dump_json(block["input"]) if block.get("input") else "")}
-            return [self._chunk({"tool_calls": [call]})]
+            arguments = dump_json(block["input"]) if block.get("input") else ""
+            call = tool_call(block.get("id", ""), block.get("name", ""), arguments)
+            return [self._chunk({"tool_calls": [{"index": self._tool_index[index], **call}]})]
         if block.get("type") == "redacted_thinking":
             return [self._chunk({"thinking_blocks": [block]})]
         return []
@@ -362,7 +404,8 @@ class AnthropicToChatStream(ChatStreamWriter):
         if kind == "thinking_delta":
             return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
         if kind == "signature_delta":
-            return [self._chunk({"thinking_blocks": [{"type": "thinking", "signature": delta.get("signature", "")}]})]
+            signature = {"type": "thinking", "signature": delta.get("signature", "")}
+            return [self._chunk({"thinking_blocks": [signature]})]
         if kind == "input_json_delta" and index in self._tool_index and delta.get("partial_json"):
             call = {"index": self._tool_index[index], "function": {"arguments": delta["partial_json"]}}
             return [self._chunk({"tool_calls": [call]})]

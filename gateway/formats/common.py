@@ -42,13 +42,15 @@ def compact(fields: dict) -> dict:
 
 
 def stream_fields(stream: object) -> dict:
-    """Streaming always asks for usage: billing needs it, and the usage chunk is stripped later if unwanted."""
+    """Streaming always asks for usage: billing needs it; the usage chunk is stripped later if unwanted."""
     return {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
 
 
 def effort_for_budget(budget: int) -> str:
     """The closest reasoning_effort to a thinking budget (an approximation: the scales do not match)."""
-    return "low" if budget <= THINKING_BUDGETS["low"] else "medium" if budget <= THINKING_BUDGETS["medium"] else "high"
+    if budget <= THINKING_BUDGETS["low"]:
+        return "low"
+    return "medium" if budget <= THINKING_BUDGETS["medium"] else "high"
 
 
 def text_of(content: object, sep: str = "\n") -> str:
@@ -57,11 +59,12 @@ def text_of(content: object, sep: str = "\n") -> str:
         return content
     if not isinstance(content, list):
         return ""
-    return sep.join(part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return sep.join(part["text"] for part in content
+                    if isinstance(part, dict) and isinstance(part.get("text"), str))
 
 
 def chat_content(parts: list[dict]) -> str | list[dict]:
-    """Chat content for parts: a plain string when they are all unmarked text, which every chat upstream accepts."""
+    """Chat content for parts: a plain string when all are unmarked text (every chat upstream takes that)."""
     if all(part.get("type") == "text" and "cache_control" not in part for part in parts):
         return "\n".join(part["text"] for part in parts)
     return parts
@@ -123,8 +126,8 @@ def assistant_message(content: str | list[dict] | None, tool_calls: list[dict] |
 def append_turn(turns: list[dict], role: str, items: list[dict], field: str = "content") -> None:
     """Add items to the conversation, merging into the previous turn when it has the same role.
 
-    Anthropic and Gemini carry tool results inside a user turn, so consecutive results (and a user message that
-    follows them) must share one turn.
+    Anthropic and Gemini carry tool results inside a user turn, so consecutive results (and a user message
+    that follows them) must share one turn.
     """
     if not items:
         return
@@ -138,7 +141,7 @@ def tool_choice_mode(choice: object) -> tuple[str, str | None] | None:
     """A chat tool_choice as (auto|none|required, forced function name or None); None when unset."""
     if isinstance(choice, str):
         return choice, None
-    if isinstance(choice, dict):
+    if isinstance(choice, dict) and choice.get("type") == "function":
         return "required", (choice.get("function") or {}).get("name")
     return None
 
@@ -148,21 +151,21 @@ def chat_choice(message: dict, finish_reason: str, index: int = 0) -> dict:
 
 
 def chat_completion(model: str, choices: list[dict], usage: Usage, completion_id: str | None = None) -> dict:
-    return {"id": completion_id or new_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": choices, "usage": usage.to_openai_chat()}
+    return {"id": completion_id or new_id("chatcmpl"), "object": "chat.completion",
+            "created": int(time.time()), "model": model, "choices": choices, "usage": usage.to_openai_chat()}
 
 
 class ChatStreamWriter:
     """Base of translators that produce a chat.completion.chunk stream from another format's stream.
 
-    Every chunk repeats id, object, created and model; the role chunk comes first; the finish chunk and then the
-    usage chunk (``choices: []``) come last, from ``finish()`` even when the upstream never said how it ended;
-    nothing follows them or an error.
+    Every chunk repeats id, object, created and model; the role chunk comes first; the finish chunk and then
+    the usage chunk (``choices: []``) come last, from ``finish()`` even when the upstream never said how it
+    ended; nothing follows them or an error.
     """
 
     def __init__(self, model: str) -> None:
-        self._head = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", "created": int(time.time()),
-                      "model": model}
+        self._head = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk",
+                      "created": int(time.time()), "model": model}
         self._started = False
         self._done = False
         self._finish_reason: str | None = None
@@ -200,11 +203,12 @@ class ChatStreamWriter:
 class ChatStreamTranslator(Generic[Out]):
     """Base of translators fed chat.completion.chunk dicts that render another format's stream.
 
-    The liberal reading of chat streams lives here once: only choice 0 is translated; a tool call starts when
-    its index first appears (with an id synthesised if the upstream sent none); the finish_reason is held until
-    a chunk carrying usage arrives (include_usage sends it after the finish chunk), so the closing events carry
-    the final usage; ``finish()`` closes a stream that ended without usage or without a finish_reason; nothing
-    is emitted after the end or an error. Subclasses render the pieces through the ``_on_*`` hooks.
+    The liberal reading of chat streams lives here once: only choice 0 is translated; a tool call starts
+    when its index first appears (with an id synthesised if the upstream sent none); the finish_reason is
+    held until a chunk carrying usage arrives (include_usage sends it after the finish chunk), so the closing
+    events carry the final usage; ``finish()`` closes a stream that ended without usage or without a
+    finish_reason; nothing is emitted after the end or an error. Subclasses render the pieces through the
+    ``_on_*`` hooks.
     """
 
     def __init__(self) -> None:
@@ -223,7 +227,8 @@ class ChatStreamTranslator(Generic[Out]):
             return []
         if isinstance(chunk.get("error"), dict):  # a chat upstream's mid-stream error payload
             error = chunk["error"]
-            return self.error(str(error.get("type") or "api_error"), str(error.get("message") or "Upstream error"))
+            return self.error(str(error.get("type") or "api_error"),
+                              str(error.get("message") or "Upstream error"))
         out = self._begin()
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) == 0:

@@ -7,12 +7,22 @@ Items the gateway cannot keep or replay are refused or skipped here: it stores n
 import time
 from collections.abc import Callable
 
-from gateway.formats.common import (ChatStreamTranslator, SSEEvent, TranslationError, assistant_message,
-                                    chat_content, compact, image_part, new_id, stream_fields, text_of, tool_call)
+from gateway.formats.common import (
+    ChatStreamTranslator,
+    SSEEvent,
+    TranslationError,
+    assistant_message,
+    chat_content,
+    compact,
+    image_part,
+    new_id,
+    stream_fields,
+    text_of,
+    tool_call,
+)
 from gateway.usage import Usage
 
-# Part types a message item may carry, and the chat part each becomes.
-TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
+TEXT_PARTS = ("input_text", "output_text", "text", "refusal")  # content parts that become chat text parts
 PART_DONE_EVENTS = {"message": "response.output_text.done", "reasoning": "response.reasoning_text.done"}
 PART_DELTA_EVENTS = {"message": "response.output_text.delta", "reasoning": "response.reasoning_text.delta"}
 
@@ -21,7 +31,8 @@ PART_DELTA_EVENTS = {"message": "response.output_text.delta", "reasoning": "resp
 
 def chat_request_from_responses(body: dict) -> dict:
     if body.get("previous_response_id"):
-        raise TranslationError("previous_response_id is not supported: responses are not stored, send the whole input.")
+        raise TranslationError("previous_response_id is not supported: responses are not stored; "
+                               "send the whole conversation as input.")
     messages = [{"role": "system", "content": body["instructions"]}] if body.get("instructions") else []
     items = body.get("input")
     for item in [{"role": "user", "content": items}] if isinstance(items, str) else items or []:
@@ -30,7 +41,7 @@ def chat_request_from_responses(body: dict) -> dict:
             messages.append(_chat_message(item))
         elif kind == "function_call":
             call = tool_call(item.get("call_id", ""), item.get("name", ""), item.get("arguments") or "{}")
-            if messages and messages[-1]["role"] == "assistant":  # parallel calls, or calls after the turn's text
+            if messages and messages[-1]["role"] == "assistant":  # parallel calls, or calls after text
                 messages[-1]["tool_calls"] = [*messages[-1].get("tool_calls", []), call]
             else:
                 messages.append(assistant_message(None, [call]))
@@ -111,8 +122,10 @@ def responses_response_from_chat(resp: dict, *, model: str, response_id: str | N
     text = text_of(message.get("content") or message.get("refusal"), sep="")
     if text or not calls:
         output.append(_message_item(new_id("msg"), text, "completed"))
-    output += [_function_call_item(new_id("fc"), call.get("id", ""), (call.get("function") or {}).get("name", ""),
-                                   (call.get("function") or {}).get("arguments", ""), "completed") for call in calls]
+    for call in calls:
+        function = call.get("function") or {}
+        output.append(_function_call_item(new_id("fc"), call.get("id", ""), function.get("name", ""),
+                                          function.get("arguments", ""), "completed"))
     if status == "incomplete":  # the output was cut off at its last item
         output[-1]["status"] = "incomplete"
     return _response(response_id or new_id("resp"), model, int(time.time()), status, details, output,
@@ -129,9 +142,12 @@ def _status(finish_reason: str | None) -> tuple[str, dict | None]:
 
 def _response(response_id: str, model: str, created_at: int, status: str, incomplete_details: dict | None,
               output: list[dict], usage: Usage | None) -> dict:
-    return {"id": response_id, "object": "response", "created_at": created_at, "status": status, "model": model,
-            "output": output, "usage": usage.to_responses() if usage else None, "error": None,
-            "incomplete_details": incomplete_details}
+    # tools, tool_choice and parallel_tool_calls echo the request, which this layer does not see; they are
+    # required fields of the Response type, so neutral values are filled in for the endpoint to overwrite.
+    return {"id": response_id, "object": "response", "created_at": created_at, "status": status,
+            "model": model, "output": output, "usage": usage.to_responses() if usage else None, "error": None,
+            "incomplete_details": incomplete_details, "tools": [], "tool_choice": "auto",
+            "parallel_tool_calls": True}
 
 
 def _text_part(item_type: str, text: str) -> dict:
@@ -179,13 +195,16 @@ class ChatToResponsesStream(ChatStreamTranslator[SSEEvent]):
                 self._event("response.in_progress", response=snapshot)]
 
     def _on_text(self, text: str) -> list[SSEEvent]:
-        return self._enter("message", lambda: _message_item(new_id("msg"), None, "in_progress")) + self._text(text)
+        opened = self._enter("message", lambda: _message_item(new_id("msg"), None, "in_progress"))
+        return opened + self._text(text)
 
     def _on_reasoning(self, text: str) -> list[SSEEvent]:
-        return self._enter("reasoning", lambda: _reasoning_item(new_id("rs"), None, "in_progress")) + self._text(text)
+        opened = self._enter("reasoning", lambda: _reasoning_item(new_id("rs"), None, "in_progress"))
+        return opened + self._text(text)
 
     def _on_tool_start(self, index: int, call_id: str, name: str) -> list[SSEEvent]:
-        return self._enter(("tool", index), lambda: _function_call_item(new_id("fc"), call_id, name, "", "in_progress"))
+        return self._enter(("tool", index),
+                           lambda: _function_call_item(new_id("fc"), call_id, name, "", "in_progress"))
 
     def _on_tool_arguments(self, index: int, fragment: str) -> list[SSEEvent]:
         if self._key != ("tool", index):
@@ -208,10 +227,10 @@ class ChatToResponsesStream(ChatStreamTranslator[SSEEvent]):
         # error-shaped line, bypassing the typed event.
         return [self._event("error", code=type, message=message, param=None)]
 
-    def _event(self, name: str, **fields: object) -> SSEEvent:
-        data = {"type": name, **fields, "sequence_number": self._sequence}
+    def _event(self, kind: str, /, **fields: object) -> SSEEvent:
+        data = {"type": kind, **fields, "sequence_number": self._sequence}
         self._sequence += 1
-        return name, data
+        return kind, data
 
     def _text(self, text: str) -> list[SSEEvent]:
         assert self._item is not None
@@ -238,17 +257,16 @@ class ChatToResponsesStream(ChatStreamTranslator[SSEEvent]):
         if item is None:
             return []
         index, kind = len(self._output), item["type"]
+        where = {"item_id": item["id"], "output_index": index}
         if kind == "function_call":
-            out = [self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                               name=item["name"], arguments=text)]
+            out = [self._event("response.function_call_arguments.done", **where, name=item["name"],
+                               arguments=text)]
             done = {**item, "arguments": text, "status": status}
         else:
             part = _text_part(kind, text)
             extra = {"logprobs": []} if kind == "message" else {}
-            out = [self._event(PART_DONE_EVENTS[kind], item_id=item["id"], output_index=index, content_index=0,
-                               text=text, **extra),
-                   self._event("response.content_part.done", item_id=item["id"], output_index=index,
-                               content_index=0, part=part)]
+            out = [self._event(PART_DONE_EVENTS[kind], **where, content_index=0, text=text, **extra),
+                   self._event("response.content_part.done", **where, content_index=0, part=part)]
             done = {**item, "status": status, "content": [part]}
         out.append(self._event("response.output_item.done", output_index=index, item=done))
         self._output.append(done)
@@ -259,9 +277,9 @@ class ChatToResponsesStream(ChatStreamTranslator[SSEEvent]):
 def responses_from_sse_events(events: list[SSEEvent]) -> dict:
     """The final response object of an upstream's Responses SSE stream (for clients that asked stream: false).
 
-    The last lifecycle event's response is the base; its output is rebuilt from the output_item.done events when
-    the upstream left it empty. An error event, or a stream that stopped before a terminal status, yields a
-    ``failed`` response carrying the error, which is how the Responses API itself reports a failed run.
+    The last lifecycle event's response is the base; its output is rebuilt from the output_item.done events
+    when the upstream left it empty. An error event, or a stream that stopped before a terminal status,
+    yields a ``failed`` response carrying the error, which is how the Responses API reports a failed run.
     """
     response: dict = {}
     items: dict[int, dict] = {}
@@ -278,6 +296,7 @@ def responses_from_sse_events(events: list[SSEEvent]) -> dict:
     if not response.get("output"):
         response = {**response, "output": [items[index] for index in sorted(items)]}
     if error is not None or response.get("status") in (None, "queued", "in_progress"):
-        error = error or {"code": "server_error", "message": "The upstream stream ended before the response completed."}
+        error = error or {"code": "server_error",
+                          "message": "The upstream stream ended before the response completed."}
         response = {**response, "status": "failed", "error": error}
     return response
