@@ -23,7 +23,7 @@ pytestmark = pytest.mark.no_services
 CHAT_USAGE = {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150,
               "prompt_tokens_details": {"cached_tokens": 64},
               "completion_tokens_details": {"reasoning_tokens": 20}}
-RESPONSES_USAGE = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 64}, "output_tokens": 50,
+RESPONSES_USAGE = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 64, "cache_write_tokens": 0}, "output_tokens": 50,
                    "output_tokens_details": {"reasoning_tokens": 20}, "total_tokens": 150}
 
 
