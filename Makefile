@@ -34,3 +34,9 @@ test: install test-deps
 
 smoke: install
 	$(UV) run python tests/smoke.py
+
+# Load benchmark (bench/README.md): one gateway process on one core against a 0 ms fake upstream,
+# on PostgreSQL + Redis (database hypereal_bench, Redis db 14); installs wrk with apt-get if missing.
+.PHONY: bench
+bench: install
+	$(UV) run python bench/run.py

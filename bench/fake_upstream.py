@@ -30,24 +30,51 @@ def _json(obj) -> bytes:
 
 
 def _response(status: str, content_type: bytes, body: bytes) -> bytes:
-    return (b"HTTP/1.1 " + status.encode() + b"\r\ncontent-type: " + content_type
-            + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status.encode()
+        + b"\r\ncontent-type: "
+        + content_type
+        + b"\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
 
 
-COMPLETION = _json({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": CREATED, "model": MODEL,
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the fake upstream."},
-                 "logprobs": None, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
-              "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS},
-})
+COMPLETION = _json(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello from the fake upstream."},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": COMPLETION_TOKENS,
+            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+        },
+    }
+)
 NONSTREAM_RESPONSE = _response("200 OK", b"application/json", COMPLETION)
 HEALTH_RESPONSE = _response("200 OK", b"application/json", b'{"status":"ok"}')
 NOT_FOUND_RESPONSE = _response("404 Not Found", b"application/json", b'{"error":{"message":"not found"}}')
-BAD_REQUEST_RESPONSE = _response("400 Bad Request", b"application/json",
-                                 b'{"error":{"message":"invalid JSON","type":"invalid_request_error"}}')
-STREAM_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-               b"transfer-encoding: chunked\r\n\r\n")
+BAD_REQUEST_RESPONSE = _response(
+    "400 Bad Request",
+    b"application/json",
+    b'{"error":{"message":"invalid JSON","type":"invalid_request_error"}}',
+)
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+    b"transfer-encoding: chunked\r\n\r\n"
+)
 
 
 def _chunk(payload: bytes) -> bytes:
@@ -57,18 +84,40 @@ def _chunk(payload: bytes) -> bytes:
 
 
 def _stream_chunk(delta: dict, finish_reason=None) -> bytes:
-    return _chunk(_json({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": CREATED,
-                         "model": MODEL, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                      "finish_reason": finish_reason}]}))
+    return _chunk(
+        _json(
+            {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": MODEL,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            }
+        )
+    )
 
 
-CONTENT_EVENTS = [_stream_chunk({"role": "assistant", "content": "tok00 "} if i == 0 else {"content": f"tok{i:02d} "})
-                  for i in range(CONTENT_CHUNKS)]
+CONTENT_EVENTS = [
+    _stream_chunk({"role": "assistant", "content": "tok00 "} if i == 0 else {"content": f"tok{i:02d} "})
+    for i in range(CONTENT_CHUNKS)
+]
 FINISH_EVENT = _stream_chunk({}, "stop")
-USAGE_EVENT = _chunk(_json({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": CREATED,
-                            "model": MODEL, "choices": [],
-                            "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
-                                      "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}}))
+USAGE_EVENT = _chunk(
+    _json(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": MODEL,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": PROMPT_TOKENS,
+                "completion_tokens": COMPLETION_TOKENS,
+                "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+            },
+        }
+    )
+)
 DONE_EVENT = _chunk(b"[DONE]")
 LAST_CHUNK = b"0\r\n\r\n"
 STREAM_WITH_USAGE = [STREAM_HEAD, *CONTENT_EVENTS, FINISH_EVENT, USAGE_EVENT, DONE_EVENT + LAST_CHUNK]
@@ -126,8 +175,8 @@ class UpstreamProtocol(asyncio.Protocol):
                     close = value.strip().lower() == b"close"
             if len(buf) < end + 4 + length:
                 return
-            body = bytes(buf[end + 4:end + 4 + length])
-            del buf[:end + 4 + length]
+            body = bytes(buf[end + 4 : end + 4 + length])
+            del buf[: end + 4 + length]
             self._answer(method, path.split(b"?", 1)[0], body, close)
 
     def _answer(self, method: bytes, path: bytes, body: bytes, close: bool) -> None:
@@ -156,7 +205,9 @@ class UpstreamProtocol(asyncio.Protocol):
         elif method == b"GET" and path == b"/health":
             transport.write(HEALTH_RESPONSE)
         elif method == b"GET" and path == b"/stats":
-            transport.write(_response("200 OK", b"application/json", _json({"chat": UpstreamProtocol.answered})))
+            transport.write(
+                _response("200 OK", b"application/json", _json({"chat": UpstreamProtocol.answered}))
+            )
         else:
             transport.write(NOT_FOUND_RESPONSE)
         if close:
@@ -191,8 +242,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
-    parser.add_argument("--stream-writes", choices=("event", "single"), default="event",
-                        help="one socket write per SSE event (default) or the whole stream in one write")
+    parser.add_argument(
+        "--stream-writes",
+        choices=("event", "single"),
+        default="event",
+        help="one socket write per SSE event (default) or the whole stream in one write",
+    )
     args = parser.parse_args()
     UpstreamProtocol.split_writes = args.stream_writes == "event"
     try:

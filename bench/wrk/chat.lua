@@ -4,15 +4,14 @@
 --   BENCH_BODY        the JSON request body (required)
 --   BENCH_KEY         the API key, sent as "Authorization: Bearer ..." (optional)
 --   BENCH_PATH        request path (default /v1/chat/completions)
---   BENCH_STOP_AFTER  stop each thread after this many responses (0 = run for the -d duration)
 --
 -- Prints one line "BENCHJSON {...}" with requests sent/completed, errors and latency percentiles
--- (microseconds), which bench/run.py parses.
+-- (microseconds), which bench/run.py parses. bench/run.py ends a run early with SIGINT, after
+-- which wrk still reports.
 
 local body = os.getenv("BENCH_BODY") or error("BENCH_BODY is required")
 local key = os.getenv("BENCH_KEY") or ""
 local path = os.getenv("BENCH_PATH") or "/v1/chat/completions"
-local stop_after = tonumber(os.getenv("BENCH_STOP_AFTER") or "0") or 0
 
 local threads = {}
 
@@ -22,7 +21,6 @@ end
 
 function init(args)
   sent = 0        -- requests written (per thread; read back in done())
-  completed = 0   -- responses seen by response(), only counted when stopping after a count
   local headers = {["Host"] = "127.0.0.1", ["Content-Type"] = "application/json"}
   if key ~= "" then
     headers["Authorization"] = "Bearer " .. key
@@ -33,15 +31,6 @@ end
 function request()
   sent = sent + 1
   return req
-end
-
-if stop_after > 0 then
-  function response(status, headers, body)
-    completed = completed + 1
-    if completed >= stop_after then
-      wrk.thread:stop()
-    end
-  end
 end
 
 function done(summary, latency, requests)
