@@ -17,7 +17,8 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ("name", "kind", "base_url", "api_key", "region", "enabled", "connect_timeout", "read_timeout")
+        fields = ("name", "kind", "base_url", "api_key", "supports_responses", "region", "enabled", "connect_timeout",
+                  "read_timeout")
 
     def save(self, commit=True):
         if new_key := self.cleaned_data.get("api_key"):
@@ -28,8 +29,9 @@ class ProviderForm(forms.ModelForm):
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
-    list_display = ("name", "kind", "base_url", "region", "enabled", "has_key", "connect_timeout", "read_timeout")
-    list_filter = ("kind", "enabled")
+    list_display = ("name", "kind", "base_url", "supports_responses", "region", "enabled", "has_key",
+                    "connect_timeout", "read_timeout")
+    list_filter = ("kind", "enabled", "supports_responses")
     search_fields = ("name", "base_url")
 
     @admin.display(boolean=True, description="API key set")

@@ -22,6 +22,7 @@ class Target:
     upstream_model: str
     connect_timeout: float
     read_timeout: float
+    responses: bool = False  # also speaks the OpenAI Responses API
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,11 @@ class Route:
     @property
     def blended_price(self) -> int:
         return self.prices.input + self.prices.output
+
+    @property
+    def family(self) -> str:
+        """The wire format the model is made for (its primary target's): Anthropic models live on /messages."""
+        return self.targets[0].kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,8 @@ def catalog_load() -> Catalog:
             Target(provider=t.provider.name, kind=t.provider.kind, base_url=t.provider.base_url.rstrip("/"),
                    api_key=t.provider.api_key, upstream_model=t.upstream_model,
                    connect_timeout=t.provider.connect_timeout or conf["UPSTREAM_CONNECT_TIMEOUT"],
-                   read_timeout=t.provider.read_timeout or conf["UPSTREAM_READ_TIMEOUT"])
+                   read_timeout=t.provider.read_timeout or conf["UPSTREAM_READ_TIMEOUT"],
+                   responses=t.provider.supports_responses)
             for t in model.targets.all() if t.provider.enabled
         )
         if not targets:

@@ -3,7 +3,7 @@
 from billing.money import micro_to_json
 from billing.selectors import wallet_balance
 from gateway.auth import authenticate
-from gateway.catalog import catalog
+from gateway.catalog import Route, catalog
 from gateway.db import run_db
 from gateway.errors import GatewayError
 from gateway.http import Receive, Scope, Send, send_json
@@ -18,9 +18,22 @@ async def list_models(scope: Scope, receive: Receive, send: Send) -> None:
         await authenticate(scope)
     except GatewayError as err:
         return await call.send_openai_error(send, err)
-    data = [{"id": r.public_id, "object": "model", "created": 0, "owned_by": "hypereal"}
+    data = [{"id": r.public_id, "object": "model", "created": 0, "owned_by": "hypereal",
+             "capability": r.capability, "endpoints": _endpoints(r), "aliases": list(r.aliases),
+             "pricing": {"unit": "credits per million tokens", "input": micro_to_json(r.prices.input),
+                         "cached_input": micro_to_json(r.prices.cached_input),
+                         "cache_write": micro_to_json(r.prices.cache_write), "output": micro_to_json(r.prices.output)}}
             for r in (await catalog()).routes]
     await send_json(send, 200, {"object": "list", "data": data}, {"x-request-id": call.request_id})
+
+
+def _endpoints(route: Route) -> list[str]:
+    """Where a chat model can be called: Anthropic models on /messages only, the others everywhere."""
+    if route.capability != "chat":
+        return []
+    if route.family == "anthropic":
+        return ["/v1/messages"]
+    return ["/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/gemini"]
 
 
 async def credits(scope: Scope, receive: Receive, send: Send) -> None:

@@ -15,6 +15,9 @@ class Provider(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OPENAI)
     base_url = models.URLField(max_length=500, help_text="API root, e.g. https://api.openai.com/v1")
     api_key_encrypted = models.TextField(blank=True, editable=False)
+    supports_responses = models.BooleanField(
+        default=False, help_text="OpenAI-compatible providers that also serve /responses: Responses API calls "
+                                 "are passed on natively instead of translated onto /chat/completions.")
     region = models.CharField(max_length=40, blank=True)
     enabled = models.BooleanField(default=True)
     connect_timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty = the default.")

@@ -1,50 +1,14 @@
-"""Per-organization requests- and tokens-per-minute, shared by every gateway process.
+"""Per-organization requests- and tokens-per-minute: the sliding window and the headers it produces.
 
-Each limit counts per-second buckets over the last 60 seconds (a sliding minute), checked and taken
-in one atomic Redis round trip, on Redis's clock so that processes on different hosts agree. Token
-limits reserve an estimate up front; ``reconcile`` corrects the bucket to the actual usage.
-Without Redis the same algorithm runs in process (one gateway process only).
+Each limit counts per-second buckets over the last 60 seconds (a sliding minute). With Redis the
+window is checked and taken by gateway.quota's script, on Redis's clock so that processes on
+different hosts agree; ``LocalWindow`` is the same algorithm in process for the embedded default.
 """
 
 import time
 from dataclasses import dataclass
 
-from gateway.redis import redis_client
-
 WINDOW = 60
-
-# KEYS: requests hash, tokens hash. ARGV: rpm, tpm, tokens wanted (0 = unlimited for a limit).
-_CHECK = """
-local now = tonumber(redis.call('TIME')[1])
-local rpm, tpm, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local function used(key)
-  local total, oldest = 0, now
-  local fields = redis.call('HGETALL', key)
-  for i = 1, #fields, 2 do
-    local sec = tonumber(fields[i])
-    if sec <= now - 60 then
-      redis.call('HDEL', key, fields[i])
-    else
-      total = total + tonumber(fields[i + 1])
-      if sec < oldest then oldest = sec end
-    end
-  end
-  return total, oldest
-end
-local req, req_oldest = used(KEYS[1])
-local tok, tok_oldest = used(KEYS[2])
-local allowed = 1
-if rpm > 0 and req + 1 > rpm then allowed = 0 end
-if tpm > 0 and tok > 0 and tok + want > tpm then allowed = 0 end
-if allowed == 1 then
-  redis.call('HINCRBY', KEYS[1], now, 1)
-  redis.call('HINCRBY', KEYS[2], now, want)
-  redis.call('EXPIRE', KEYS[1], 61)
-  redis.call('EXPIRE', KEYS[2], 61)
-  req, tok = req + 1, tok + want
-end
-return {allowed, req, tok, req_oldest + 60 - now, tok_oldest + 60 - now, now}
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +20,12 @@ class Decision:
     tokens_used: int
     requests_reset: int  # seconds until the oldest counted request leaves the window
     tokens_reset: int
-    bucket: int  # the second the reservation was taken in, for reconcile
+    bucket: int  # the second the reservation was taken in, for settling
+
+    @classmethod
+    def of(cls, result: list[int], rpm: int, tpm: int) -> "Decision":
+        allowed, req, tok, req_reset, tok_reset, now = result
+        return cls(bool(allowed), rpm, tpm, req, tok, req_reset, tok_reset, now)
 
     @property
     def retry_after(self) -> int:
@@ -86,11 +55,11 @@ class Decision:
         return headers
 
 
-def _keys(org_id: int) -> list[str]:
+def ratelimit_keys(org_id: int) -> list[str]:
     return [f"hypereal:rl:{{{org_id}}}:req", f"hypereal:rl:{{{org_id}}}:tok"]
 
 
-class _LocalWindow:
+class LocalWindow:
     """The embedded fallback: the same sliding minute, in this process."""
 
     def __init__(self) -> None:
@@ -105,6 +74,8 @@ class _LocalWindow:
 
     def check(self, org_id: int, rpm: int, tpm: int, want: int) -> list[int]:
         now = int(time.time())
+        if not rpm and not tpm:
+            return [1, 0, 0, 0, 0, now]
         req_buckets, tok_buckets = self.requests.setdefault(org_id, {}), self.tokens.setdefault(org_id, {})
         req, req_oldest = self._used(req_buckets, now)
         tok, tok_oldest = self._used(tok_buckets, now)
@@ -115,42 +86,8 @@ class _LocalWindow:
             req, tok = req + 1, tok + want
         return [int(allowed), req, tok, req_oldest + WINDOW - now, tok_oldest + WINDOW - now, now]
 
-    def add_tokens(self, org_id: int, bucket: int, delta: int) -> None:
-        buckets = self.tokens.get(org_id)
-        if buckets is not None and bucket in buckets:
-            buckets[bucket] += delta
-
-
-_local = _LocalWindow()
-_script = None
-
-
-async def check(*, org_id: int, rpm: int, tpm: int, tokens: int) -> Decision:
-    global _script
-    if not rpm and not tpm:
-        return Decision(True, 0, 0, 0, 0, 0, 0, 0)
-    redis = redis_client()
-    if redis is None:
-        result = _local.check(org_id, rpm, tpm, tokens)
-    else:
-        if _script is None:
-            _script = redis.register_script(_CHECK)
-        result = [int(v) for v in await _script(keys=_keys(org_id), args=[rpm, tpm, tokens])]
-    allowed, req, tok, req_reset, tok_reset, now = result
-    return Decision(bool(allowed), rpm, tpm, req, tok, req_reset, tok_reset, now)
-
-
-async def reconcile(*, org_id: int, decision: Decision, actual_tokens: int, reserved_tokens: int) -> None:
-    """Replace the up-front token estimate with what the call really used."""
-    delta = actual_tokens - reserved_tokens
-    if not decision.tpm or not delta:
-        return
-    redis = redis_client()
-    if redis is None:
-        _local.add_tokens(org_id, decision.bucket, delta)
-        return
-    key = _keys(org_id)[1]
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hincrby(key, str(decision.bucket), delta)
-        pipe.expire(key, WINDOW + 1)
-        await pipe.execute()
+    def add(self, org_id: int, bucket: int, *, requests: int = 0, tokens: int = 0) -> None:
+        """Correct a bucket still in the window (a refused call's take, or a call's real token usage)."""
+        for counts, delta in ((self.requests.get(org_id), requests), (self.tokens.get(org_id), tokens)):
+            if delta and counts is not None and bucket in counts:
+                counts[bucket] += delta

@@ -3,10 +3,11 @@
 from gateway.catalog import Catalog, Route
 from gateway.errors import invalid_request
 from gateway.health import health
+from gateway.ingress import ClientRequest
 
 
-async def choose_route(catalog: Catalog, body: dict, *, capability: str) -> Route:
-    model, intent = body.get("model"), body.get("intent")
+async def choose_route(catalog: Catalog, request: ClientRequest, *, capability: str) -> Route:
+    model, intent = request.model, request.intent
     if model or not intent:
         return catalog.resolve(model, capability=capability)
     candidates = [r for r in catalog.by_intent.get(intent, ()) if r.capability == capability] \

@@ -5,9 +5,11 @@ from gateway.models import CatalogModel, FallbackTarget, ModelAlias, Provider
 
 
 @transaction.atomic
-def provider_upsert(*, name: str, kind: str, base_url: str, api_key: str = "", region: str = "") -> Provider:
+def provider_upsert(*, name: str, kind: str, base_url: str, api_key: str = "", region: str = "",
+                    supports_responses: bool = False) -> Provider:
     provider = Provider.objects.filter(name=name).first() or Provider(name=name)
     provider.kind, provider.base_url, provider.region, provider.enabled = kind, base_url, region, True
+    provider.supports_responses = supports_responses
     if api_key:
         provider.api_key = api_key
     provider.save()

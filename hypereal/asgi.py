@@ -17,7 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from gateway.app import ROUTES, Lifecycle, dispatch  # noqa: E402
+from gateway.app import Lifecycle, dispatch, route_for  # noqa: E402
 from usage.consumers import UsageLogConsumer  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ async def _lifespan(receive, send) -> None:
 
 
 async def application(scope, receive, send):
-    if scope["type"] == "http" and (route := ROUTES.get(scope["path"])):
+    if scope["type"] == "http" and (route := route_for(scope["path"])):
         return await dispatch(scope, receive, send, route)
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)

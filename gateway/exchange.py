@@ -1,0 +1,334 @@
+"""One call's trip upstream and back, in any client format to any upstream format.
+
+Each call walks its model's fallback chain: a connection error, timeout, 408/409/429 or 5xx moves on
+(one retry per target, exponential backoff with jitter, inside the call's deadline); other 4xx answers
+are the client's to see. A stream is committed only once its first upstream bytes arrived, so a failing
+target can still be skipped; after that a failure ends the stream with an explicit error event in the
+client's format, never a clean finish. Exactly one RequestLog and charge are recorded however it ends.
+"""
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from billing.money import micro_to_credits, micro_to_json
+from billing.pricing import token_cost
+from gateway import providers, upstream
+from gateway.auth import KeyContext
+from gateway.catalog import Route, Target
+from gateway.errors import GatewayError, invalid_request
+from gateway.formats.common import TranslationError
+from gateway.formats.responses import responses_from_sse_events
+from gateway.health import health
+from gateway.http import SSE_HEADERS, Send, encode_headers, send_json
+from gateway.ingress import ClientRequest, Ingress
+from gateway.pipeline import Call
+from gateway.sse import SSEParser
+from gateway.upstream import UpstreamFailure, UpstreamResponse
+from gateway.usage import Usage
+
+CHARS_PER_TOKEN = 4  # estimates, used only where an exact count cannot exist
+RETRYABLE_STATUS = {408, 409, 429}
+PING_SECONDS = 15
+MODEL_KEYS = {providers.GEMINI: b"modelVersion"}  # where a native answer names its model; else "model"
+
+
+@dataclass(slots=True)
+class Opened:
+    target: Target
+    fmt: str
+    native: bool  # the upstream speaks the client's format: passed on, not translated
+    response: UpstreamResponse
+    data: dict | None = None  # non-stream: the whole answer
+    first: bytes = b""  # stream: the first bytes
+
+
+class Exchange:
+    def __init__(self, ingress: Ingress, call: Call, ctx: KeyContext, route: Route, request: ClientRequest,
+                 body_size: int, send: Send) -> None:
+        self.ingress, self.call, self.ctx, self.route, self.request = ingress, call, ctx, route, request
+        self.body_size, self.send = body_size, send
+        self.deadline = call.started + settings.HYPEREAL["REQUEST_DEADLINE_SECONDS"]
+        self.target: Target | None = None
+        self.usage: Usage | None = None
+        self.produced = 0
+        self.cost = 0
+        self.status, self.error_type = 200, ""
+        self._chat: dict | None = None
+        self._last_sent = 0.0
+
+    async def run(self) -> None:
+        try:
+            opened = await self._open()
+            self.target = opened.target
+            if self.request.stream:
+                await self._relay(opened)
+            else:
+                await self._answer(opened)
+        except GatewayError as err:
+            self.status, self.error_type = err.status, err.type
+            raise
+        except asyncio.CancelledError:
+            self.status, self.error_type = 499, "client_disconnected"
+            raise
+        finally:
+            self._record()
+
+    def price(self, usage: Usage) -> float:
+        return micro_to_json(token_cost(usage, self.route.prices))
+
+    def _record(self) -> None:
+        if self.usage is None and (self.produced or self.status == 499):
+            # The stream broke before its usage block: bill what was produced, estimated from what was sent.
+            self.usage = Usage(input=self.body_size // CHARS_PER_TOKEN, output=-(-self.produced // CHARS_PER_TOKEN))
+        usage, target = self.usage or Usage(), self.target
+        self.cost = token_cost(usage, self.route.prices)
+        self.call.record(org_id=self.ctx.org_id, key_id=self.ctx.key_id, model=self.route.public_id,
+                         status=self.status, usage=usage, cost=self.cost,
+                         provider=target.provider if target else "",
+                         upstream_model=target.upstream_model if target else "", stream=self.request.stream,
+                         error_type=self.error_type)
+
+    # --- upstream, with fallback ---------------------------------------------------------------------
+
+    async def _open(self) -> Opened:
+        targets = await health.usable(self.route.targets)
+        if not targets:
+            wait = max(1, int(health.cooling_until(self.route.targets) - time.time()))
+            raise GatewayError(503, "upstream_unavailable", "Every upstream for this model is cooling down after "
+                               f"repeated failures; retry in {wait} s.", headers={"retry-after": str(wait)})
+        failure = UpstreamFailure("unavailable")
+        backoff = settings.HYPEREAL["RETRY_BACKOFF_MS"] / 1000
+        for target in targets:
+            for attempt in range(2):  # one retry per target
+                if attempt:
+                    pause = backoff * random.uniform(0.5, 1.5)
+                    if time.perf_counter() + pause >= self.deadline:
+                        break
+                    await asyncio.sleep(pause)
+                started = time.perf_counter()
+                try:
+                    opened = await self._attempt(target)
+                except UpstreamFailure as exc:
+                    self._attempted(target, exc.status, started, exc.kind)
+                    await health.failed(target)
+                    failure = exc
+                    continue
+                except GatewayError as err:  # a client error: the upstream is healthy, the request is not
+                    self._attempted(target, err.status, started, err.type)
+                    await health.succeeded(target)
+                    raise
+                self._attempted(target, 200, started)
+                await health.succeeded(target)
+                return opened
+            backoff *= 2
+        raise failure.to_gateway_error()
+
+    def _attempted(self, target: Target, status: int | None, started: float, error: str = "") -> None:
+        self.call.attempts.append({"provider": target.provider, "upstream_model": target.upstream_model,
+                                   "status": status, "latency_ms": int((time.perf_counter() - started) * 1000),
+                                   **({"error": error} if error else {})})
+
+    def _chat_request(self) -> dict:
+        """The request as OpenAI chat, for upstreams of another format (computed once)."""
+        if self._chat is None:
+            try:
+                self._chat = self.ingress.to_chat(self.request)
+            except (TranslationError, KeyError, TypeError, AttributeError, ValueError) as exc:
+                raise invalid_request(f"The request could not be read: {exc}", code="invalid_request") from None
+        return self._chat
+
+    def _upstream_body(self, fmt: str, native: bool) -> dict:
+        if native:
+            return self.request.body
+        try:
+            return providers.request_from_chat(fmt, self._chat_request())
+        except (TranslationError, KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise invalid_request(f"The request cannot be sent to this model: {exc}",
+                                  code="unsupported_for_model") from None
+
+    async def _attempt(self, target: Target) -> Opened:
+        remaining = self.deadline - time.perf_counter()
+        if remaining <= 0:
+            raise UpstreamFailure("timeout")
+        fmt = providers.upstream_format(target, self.ingress.format)
+        native = fmt == self.ingress.format
+        stream = self.request.stream
+        url, headers, body = providers.build_request(
+            fmt, target, self._upstream_body(fmt, native), stream=stream, cache=self.request.cache,
+            client_headers=self.request.headers)
+        response = await upstream.post(url, body, headers, connect_timeout=min(target.connect_timeout, remaining),
+                                       read_timeout=min(target.read_timeout, remaining))
+        try:
+            if response.status >= 400 or not stream:
+                raw = await response.read()
+                if response.status in RETRYABLE_STATUS or response.status >= 500:
+                    raise UpstreamFailure("status", response.status, f"answered {response.status}")
+                if response.status >= 400:
+                    raise upstream.status_error(response.status, providers.load_json(raw))
+                if fmt == providers.RESPONSES and response.content_type == "text/event-stream":
+                    # Some Responses upstreams always stream: the client asked for one answer, so it gets one.
+                    data = responses_from_sse_events([item for event in SSEParser().feed(raw + b"\n\n")
+                                                      if (item := providers.sse_item(fmt, event))])
+                else:
+                    data = providers.load_json(raw)
+                if not isinstance(data, dict):
+                    raise UpstreamFailure("status", 502, "answered with invalid JSON")
+                response.close()
+                return Opened(target, fmt, native, response, data=data)
+            first = await response.chunk()  # commit to this target only once it has started talking
+            if not first:
+                raise UpstreamFailure("connect", message="empty stream")
+            return Opened(target, fmt, native, response, first=first)  # the relay reads the rest, then closes
+        except BaseException:
+            response.close()
+            raise
+
+    # --- answers -------------------------------------------------------------------------------------
+
+    async def _answer(self, opened: Opened) -> None:
+        data, model = opened.data, self.route.public_id
+        self.usage = providers.usage_of(opened.fmt, data)
+        if opened.native:
+            answer = self.ingress.native_answer(data, model)
+        else:
+            answer = self.ingress.answer_from_chat(providers.chat_from_answer(opened.fmt, data, model), model)
+        cost = token_cost(self.usage, self.route.prices)
+        self.ingress.stamp_answer(answer, self.usage, micro_to_json(cost))
+        await send_json(self.send, 200, answer,
+                        {**self.call.headers, "x-hypereal-credits": format(micro_to_credits(cost), "f")})
+
+    async def _relay(self, opened: Opened) -> None:
+        await self.send({"type": "http.response.start", "status": 200,
+                         "headers": SSE_HEADERS + encode_headers(self.call.headers)})
+        self._last_sent = time.monotonic()
+        pinger = asyncio.ensure_future(self._ping()) if self.ingress.ping else None
+        relay = _NativeRelay(self, opened) if opened.native else _TranslatedRelay(self, opened)
+        try:
+            await relay.run()
+        except UpstreamFailure:
+            # Bytes were already sent: end with an explicit error event, never a clean finish.
+            self.status, self.error_type = 502, "upstream_stream_interrupted"
+            await self._emit(relay.error("upstream_stream_interrupted", "The upstream stream was interrupted."))
+        finally:
+            if pinger is not None:
+                pinger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pinger
+            opened.response.close()
+        self.usage = relay.usage
+        await self.send({"type": "http.response.body", "body": b""})
+
+    async def _emit(self, body: bytes) -> None:
+        if body:
+            self._last_sent = time.monotonic()
+            await self.send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def _ping(self) -> None:
+        """SSE keep-alives, so proxies don't close a stream that thinks for a long time."""
+        while True:
+            await asyncio.sleep(max(0.0, self._last_sent + PING_SECONDS - time.monotonic()))
+            if time.monotonic() - self._last_sent >= PING_SECONDS:
+                await self._emit(self.ingress.ping)
+
+    async def chunks(self, opened: Opened):
+        """The upstream's raw SSE events, first bytes included, until it ends (or the deadline passes)."""
+        parser, pending = SSEParser(), opened.first
+        while pending:
+            for event in parser.feed(pending):
+                yield event
+            if time.perf_counter() > self.deadline:
+                raise UpstreamFailure("timeout", message="the call's deadline passed")
+            pending = await opened.response.chunk()
+
+
+class _NativeRelay:
+    """The upstream speaks the client's format: events pass through, watched, the model id swapped."""
+
+    def __init__(self, exchange: Exchange, opened: Opened) -> None:
+        self.exchange, self.opened = exchange, opened
+        self.observer = exchange.ingress.observer(exchange.request, exchange.price)
+        key, public, private = MODEL_KEYS.get(opened.fmt, b"model"), exchange.route.public_id, \
+            opened.target.upstream_model
+        self.swaps = [] if public == private else [
+            (b'"%s":%s"%s"' % (key, sep, private.encode()), b'"%s":%s"%s"' % (key, sep, public.encode()))
+            for sep in (b"", b" ")]
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.observer.usage
+
+    async def run(self) -> None:
+        exchange, observer = self.exchange, self.observer
+        async for event in exchange.chunks(self.opened):
+            for old, new in self.swaps:
+                event = event.replace(old, new)
+            out = observer.feed(event)
+            if observer.produced:
+                exchange.produced = observer.produced
+                exchange.call.first_token()
+            await exchange._emit(out)
+        if observer.failed:
+            exchange.status, exchange.error_type = 502, "upstream_stream_error"
+        elif not observer.finished:
+            raise UpstreamFailure("connect", message="upstream stream ended early")
+
+    def error(self, type: str, message: str) -> bytes:
+        return self.exchange.ingress.stream_error(self.observer, type, message)
+
+
+class _TranslatedRelay:
+    """Upstream events → chat chunks → the client's events."""
+
+    def __init__(self, exchange: Exchange, opened: Opened) -> None:
+        self.exchange, self.opened = exchange, opened
+        model = exchange.route.public_id
+        self.decoder = providers.chat_decoder(opened.fmt, model)
+        self.translator = exchange.ingress.translator(exchange.request, model)
+        self._priced: Usage | None = None
+        self._cost = 0.0
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.decoder.usage
+
+    async def run(self) -> None:
+        async for event in self.exchange.chunks(self.opened):
+            item = providers.sse_item(self.opened.fmt, event)
+            if item is not None:
+                await self._out(self.decoder.feed(item))
+        if not self.decoder.finished:
+            raise UpstreamFailure("connect", message="upstream stream ended early")
+        await self._out(self.decoder.finish(), ending=True)
+
+    async def _out(self, chunks: list[dict], ending: bool = False) -> None:
+        exchange, ingress = self.exchange, self.exchange.ingress
+        items = []
+        for chunk in chunks:
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                exchange.produced += len(delta.get("content") or "") + len(delta.get("reasoning_content") or "")
+                for call in delta.get("tool_calls") or ():
+                    exchange.produced += len((call.get("function") or {}).get("arguments") or "")
+            if chunk.get("error"):
+                exchange.status, exchange.error_type = 502, "upstream_stream_error"
+            items += self.translator.feed(chunk)
+        if ending:
+            items += self.translator.finish()
+        if exchange.produced:
+            exchange.call.first_token()
+        if not items:
+            return
+        if self.decoder.usage is not None and self.decoder.usage != self._priced:
+            self._priced, self._cost = self.decoder.usage, exchange.price(self.decoder.usage)
+        if self._priced is not None:
+            for item in items:
+                ingress.stamp(item, self._cost)
+        await exchange._emit(b"".join(ingress.encode(item) for item in items))
+
+    def error(self, type: str, message: str) -> bytes:
+        return b"".join(self.exchange.ingress.encode(item) for item in self.translator.error(type, message))

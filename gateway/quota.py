@@ -1,0 +1,282 @@
+"""What a call takes up front, in one atomic step, and gives back when it ends.
+
+Three budgets are checked and taken together, before the upstream call:
+
+- the organization's requests- and tokens-per-minute (``gateway.ratelimit``: a sliding minute of
+  per-second buckets, on Redis's clock so processes on different hosts agree);
+- the wallet's spendable balance = balance − charges served but not yet written − reservations of
+  calls in flight. A call is refused (402 insufficient_credits) when it is under the LLM floor or
+  cannot cover the call's worst-case cost, so concurrent calls cannot overdraw the wallet;
+- the key's month-to-date spend (settled costs plus open reservations, calendar month UTC), against
+  its optional monthly limit (402 spending_limit_exceeded).
+
+With Redis that is one Lua script (one round trip) over counters every gateway process shares; the
+wallet and spend counters are seeded from the database on first use, and billing.spendable keeps the
+wallet counter equal to the wallet when credits move outside the gateway. ``settle`` is the second
+and last round trip: it gives back the unused part of the reservation and corrects the token bucket
+to the real usage. Without Redis the same rules run in this process, which then knows every term
+exactly (one gateway process only).
+
+The worst case prices every request byte as a prompt token (a token is at least one byte) plus
+``max_tokens`` of output, so a call that sets ``max_tokens`` can never pass the key's limit; a call
+without it reserves HYPEREAL_OUTPUT_TOKENS_RESERVE tokens, and only output beyond that can overshoot.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from billing.money import MICRO
+from billing.selectors import wallet_balance
+from billing.spendable import spendable_key
+from gateway.auth import KeyContext
+from gateway.db import run_db
+from gateway.errors import GatewayError
+from gateway.metering import meter
+from gateway.ratelimit import Decision, LocalWindow, ratelimit_keys
+from gateway.redis import redis_client
+from usage.selectors import api_key_month_spend
+
+SPEND_TTL = 40 * 24 * 3600  # a month's counter outlives its month
+ALERT_THRESHOLDS = (80, 100)
+
+# Outcome codes of _TAKE.
+TAKEN, RATE_LIMITED, INSUFFICIENT, OVER_LIMIT, SEED_WALLET, SEED_SPEND = 0, 1, 2, 3, -1, -2
+
+# KEYS: wallet counter, requests hash, tokens hash, key month-spend counter.
+# ARGV: floor, amount, wallet seed (-1 = unknown), rpm, tpm, tokens, spend limit (-1 = none),
+#       spend seed (-1 = unknown), spend ttl.
+# Returns {outcome, requests used, tokens used, requests reset, tokens reset, now, month spend}.
+_TAKE = """
+local now = tonumber(redis.call('TIME')[1])
+local floor, amount = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rpm, tpm, want = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local limit = tonumber(ARGV[7])
+local function used(key)
+  local total, oldest = 0, now
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    local sec = tonumber(fields[i])
+    if sec <= now - 60 then
+      redis.call('HDEL', key, fields[i])
+    else
+      total = total + tonumber(fields[i + 1])
+      if sec < oldest then oldest = sec end
+    end
+  end
+  return total, oldest
+end
+local req, req_oldest, tok, tok_oldest = 0, now, 0, now
+if rpm > 0 or tpm > 0 then
+  req, req_oldest = used(KEYS[2])
+  tok, tok_oldest = used(KEYS[3])
+  if (rpm > 0 and req + 1 > rpm) or (tpm > 0 and tok > 0 and tok + want > tpm) then
+    return {1, req, tok, req_oldest + 60 - now, tok_oldest + 60 - now, now, 0}
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if tonumber(ARGV[3]) < 0 then return {-1, 0, 0, 0, 0, now, 0} end
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+local spendable = tonumber(redis.call('GET', KEYS[1]))
+if spendable < floor or spendable < amount then return {2, req, tok, 0, 0, now, 0} end
+local spent = 0
+if limit >= 0 then
+  if redis.call('EXISTS', KEYS[4]) == 0 then
+    if tonumber(ARGV[8]) < 0 then return {-2, 0, 0, 0, 0, now, 0} end
+    redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[9])
+  end
+  spent = tonumber(redis.call('GET', KEYS[4]))
+  if spent + amount > limit then return {3, req, tok, 0, 0, now, spent} end
+  spent = redis.call('INCRBY', KEYS[4], amount)
+end
+redis.call('DECRBY', KEYS[1], amount)
+if rpm > 0 or tpm > 0 then
+  redis.call('HINCRBY', KEYS[2], now, 1)
+  redis.call('HINCRBY', KEYS[3], now, want)
+  redis.call('EXPIRE', KEYS[2], 61)
+  redis.call('EXPIRE', KEYS[3], 61)
+  req, tok = req + 1, tok + want
+end
+return {0, req, tok, req_oldest + 60 - now, tok_oldest + 60 - now, now, spent}
+"""
+
+# KEYS: wallet counter, tokens hash, key month-spend counter.
+# ARGV: wallet refund, token bucket, token delta, spend delta (only applied when the key has a limit).
+# Counters that vanished (a Redis restart) are left for the next seed rather than recreated wrong.
+_SETTLE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end
+if tonumber(ARGV[3]) ~= 0 and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], ARGV[3])
+end
+if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
+  return redis.call('INCRBY', KEYS[3], ARGV[4])
+end
+return false
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What one call took: given back by ``settle`` whatever happens to the call."""
+
+    ctx: KeyContext
+    amount: int  # micro-credits reserved from the wallet and from the key's monthly limit
+    tokens: int  # reserved in the tokens-per-minute budget
+    decision: Decision
+    month: str
+
+
+def _month() -> str:
+    return timezone.now().strftime("%Y-%m")
+
+
+def _spend_key(ctx: KeyContext, month: str) -> str:
+    return f"hypereal:spend:{{{ctx.org_id}}}:{ctx.key_id}:{month}"
+
+
+def _insufficient() -> GatewayError:
+    floor = settings.HYPEREAL["MIN_BALANCE_CREDITS"]
+    return GatewayError(402, "insufficient_credits", "Insufficient credits: LLM calls need a balance of at least "
+                        f"{floor} credits and enough to cover the call. Top up to continue.",
+                        "insufficient_credits")
+
+
+def _over_limit(ctx: KeyContext, month: str) -> GatewayError:
+    for threshold in ALERT_THRESHOLDS:  # the heads-up is owed too if spend stopped short of 80 %
+        _alert_once(ctx.key_id, month, threshold)
+    return GatewayError(402, "spending_limit_exceeded", "This API key has reached its monthly spending limit; "
+                        "raise the limit or wait for the next month (UTC).", "spending_limit_exceeded")
+
+
+def _rate_limited(decision: Decision) -> GatewayError:
+    return GatewayError(429, "rate_limit_exceeded", "Rate limit reached for your organization; retry after "
+                        f"{decision.retry_after} s.", "rate_limit_exceeded", headers=decision.headers())
+
+
+class _Local:
+    """The embedded default: this process's exact view of all three budgets."""
+
+    def __init__(self) -> None:
+        self.window = LocalWindow()
+        self.balances: dict[int, tuple[float, int]] = {}  # org → (loaded at, balance then)
+        self.inflight: dict[int, int] = {}
+        self.spent: dict[tuple[int, str], int] = {}
+        self.alerted: set[tuple[int, str, int]] = set()
+
+    async def take(self, ctx: KeyContext, amount: int, tokens: int, month: str) -> Hold:
+        org_id, floor = ctx.org_id, settings.HYPEREAL["MIN_BALANCE_CREDITS"] * MICRO
+        loaded = self.balances.get(org_id)
+        if loaded is None or time.monotonic() - loaded[0] >= settings.HYPEREAL["BALANCE_CACHE_SECONDS"]:
+            loaded = self.balances[org_id] = (time.monotonic(),
+                                              await run_db(wallet_balance, organization_id=org_id))
+        slot = (ctx.key_id, month)
+        if ctx.monthly_spend_limit is not None and slot not in self.spent:
+            self.spent[slot] = await run_db(api_key_month_spend, api_key_id=ctx.key_id)
+        decision = Decision.of(self.window.check(org_id, ctx.rpm, ctx.tpm, tokens), ctx.rpm, ctx.tpm)
+        if not decision.allowed:
+            raise _rate_limited(decision)
+        spendable = loaded[1] - meter.pending_cost(org_id) - self.inflight.get(org_id, 0)
+        refusal = None
+        if spendable < floor or spendable < amount:
+            refusal = _insufficient()
+        elif ctx.monthly_spend_limit is not None and self.spent[slot] + amount > ctx.monthly_spend_limit:
+            refusal = _over_limit(ctx, month)
+        if refusal is not None:
+            self.window.add(org_id, decision.bucket, requests=-1, tokens=-tokens)
+            raise refusal
+        self.inflight[org_id] = self.inflight.get(org_id, 0) + amount
+        if ctx.monthly_spend_limit is not None:
+            self.spent[slot] += amount
+        return Hold(ctx, amount, tokens, decision, month)
+
+    def settle(self, hold: Hold, cost: int, tokens: int) -> int | None:
+        ctx = hold.ctx
+        self.inflight[ctx.org_id] -= hold.amount
+        self.window.add(ctx.org_id, hold.decision.bucket, tokens=tokens - hold.tokens)
+        if ctx.monthly_spend_limit is None:
+            return None
+        slot = (ctx.key_id, hold.month)
+        self.spent[slot] = self.spent.get(slot, 0) + cost - hold.amount
+        return self.spent[slot]
+
+
+_local = _Local()
+_take = _settle = None
+_background: set[asyncio.Task] = set()
+
+
+async def take(ctx: KeyContext, *, amount: int, tokens: int) -> Hold:
+    """Reserve ``amount`` micro-credits and ``tokens`` for one call, or refuse it with 402/429."""
+    global _take
+    month = _month()
+    redis = redis_client()
+    if redis is None:
+        return await _local.take(ctx, amount, tokens, month)
+    if _take is None:
+        _take = redis.register_script(_TAKE)
+    limit = -1 if ctx.monthly_spend_limit is None else ctx.monthly_spend_limit
+    keys = [spendable_key(ctx.org_id), *ratelimit_keys(ctx.org_id), _spend_key(ctx, month)]
+    args = [settings.HYPEREAL["MIN_BALANCE_CREDITS"] * MICRO, amount, -1, ctx.rpm, ctx.tpm, tokens, limit, -1,
+            SPEND_TTL]
+    while True:
+        outcome, req, tok, req_reset, tok_reset, now, _ = await _take(keys=keys, args=args)
+        if outcome == SEED_WALLET:  # first call on this Redis: start from what the database knows
+            args[2] = await run_db(wallet_balance, organization_id=ctx.org_id) - meter.pending_cost(ctx.org_id)
+        elif outcome == SEED_SPEND:
+            args[7] = await run_db(api_key_month_spend, api_key_id=ctx.key_id)
+        else:
+            break
+    decision = Decision(outcome != RATE_LIMITED, ctx.rpm, ctx.tpm, req, tok, req_reset, tok_reset, now)
+    if outcome == RATE_LIMITED:
+        raise _rate_limited(decision)
+    if outcome == INSUFFICIENT:
+        raise _insufficient()
+    if outcome == OVER_LIMIT:
+        raise _over_limit(ctx, month)
+    return Hold(ctx, amount, tokens, decision, month)
+
+
+async def settle(hold: Hold, *, cost: int, tokens: int) -> None:
+    """The call cost ``cost`` and used ``tokens``: give back the rest, and alert at 80 % / 100 % of the limit."""
+    global _settle
+    ctx = hold.ctx
+    redis = redis_client()
+    if redis is None:
+        spent = _local.settle(hold, cost, tokens)
+    else:
+        if _settle is None:
+            _settle = redis.register_script(_SETTLE)
+        limited = ctx.monthly_spend_limit is not None
+        spent = await _settle(
+            keys=[spendable_key(ctx.org_id), ratelimit_keys(ctx.org_id)[1], _spend_key(ctx, hold.month)],
+            args=[hold.amount - cost, hold.decision.bucket, tokens - hold.tokens if ctx.tpm else 0,
+                  cost - hold.amount if limited else ""])
+    if spent is not None and ctx.monthly_spend_limit:
+        for threshold in ALERT_THRESHOLDS:
+            if spent * 100 >= ctx.monthly_spend_limit * threshold:
+                _alert_once(ctx.key_id, hold.month, threshold)
+
+
+def _alert_once(key_id: int, month: str, threshold: int) -> None:
+    task = asyncio.ensure_future(_alert(key_id, month, threshold))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _alert(key_id: int, month: str, threshold: int) -> None:
+    """Queue the alert unless some process already did (the task itself is idempotent too)."""
+    redis = redis_client()
+    if redis is None:
+        if (key_id, month, threshold) in _local.alerted:
+            return
+        _local.alerted.add((key_id, month, threshold))
+    elif not await redis.set(f"hypereal:alert:{key_id}:{month}:{threshold}", 1, nx=True, ex=SPEND_TTL):
+        return
+    from apikeys.tasks import budget_threshold_reached
+
+    await run_db(budget_threshold_reached.delay, key_id, month, threshold)  # publishing may block: off the loop
+
