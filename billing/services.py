@@ -1,12 +1,13 @@
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing.models import Hold, LedgerEntry, Wallet
 from billing.spendable import spendable_adjust_on_commit
+from hypereal.bulk_sql import existing_values, insert_rows, update_by_pk
 
 
 class InsufficientCredits(Exception):
@@ -63,30 +64,45 @@ def usage_charges_apply(charges: list[UsageCharge]) -> dict[str, int]:
     """Charge a batch of finished calls; returns the amount each idempotency key could NOT collect.
 
     Must run inside the caller's transaction (the request logs are written in the same one).
-    Per wallet: one locked read, one bulk insert, one update. A charge larger than what is left
-    takes the wallet to zero and reports the shortfall rather than going negative.
+    For the whole batch: one lookup of the keys already charged, one locked read of the wallets, one
+    ledger insert, one balance update. A charge larger than what is left takes the wallet to zero and
+    reports the shortfall rather than going negative. Plain SQL rather than the ORM: the gateway's
+    metering flush calls this in the process that serves requests, so its CPU is taken from them.
     """
     keys = [c.idempotency_key for c in charges]
-    done = set(LedgerEntry.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
+    done = existing_values(LedgerEntry, "idempotency_key", keys)
     by_org: dict[int, list[UsageCharge]] = {}
     for charge in charges:
         if charge.idempotency_key not in done:
             done.add(charge.idempotency_key)  # a key repeated inside one batch is charged once too
             by_org.setdefault(charge.organization_id, []).append(charge)
+    if not by_org:
+        return {}
+    meta = Wallet._meta
+    wallet_id, wallet_org, wallet_balance = (meta.pk.column, meta.get_field("organization").column,
+                                             meta.get_field("balance").column)
+    # Locked in pk order so concurrent batches cannot deadlock (SQLite: the transaction holds a lock).
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {wallet_id}, {wallet_org}, {wallet_balance} FROM {meta.db_table} "
+                       f"WHERE {wallet_org} IN ({', '.join(['%s'] * len(by_org))}) ORDER BY {wallet_id}{lock}",
+                       list(by_org))
+        locked = cursor.fetchall()
     shortfalls: dict[str, int] = {}
-    wallets = Wallet.objects.select_for_update().filter(organization_id__in=by_org).order_by("pk")
-    for wallet in wallets:  # locked in pk order so concurrent batches cannot deadlock
-        balance, entries = wallet.balance, []
-        for charge in by_org[wallet.organization_id]:
+    entries, balances = [], []
+    kind, adapt_datetime = LedgerEntry.Kind.CHARGE.value, connection.ops.adapt_datetimefield_value
+    for pk, org_id, balance in locked:
+        for charge in by_org[org_id]:
             taken = min(charge.amount, balance)
             balance -= taken
             if taken < charge.amount:
                 shortfalls[charge.idempotency_key] = charge.amount - taken
-            entries.append(LedgerEntry(wallet=wallet, amount=-taken, balance_after=balance,
-                                       kind=LedgerEntry.Kind.CHARGE, idempotency_key=charge.idempotency_key,
-                                       reference=charge.reference))
-        LedgerEntry.objects.bulk_create(entries)
-        Wallet.objects.filter(pk=wallet.pk).update(balance=balance)
+            entries.append((pk, -taken, balance, kind, charge.idempotency_key, charge.reference,
+                            adapt_datetime(timezone.now())))  # created_at, as auto_now_add sets it
+        balances.append((pk, balance))
+    insert_rows(LedgerEntry, ("wallet", "amount", "balance_after", "kind", "idempotency_key", "reference",
+                              "created_at"), entries)
+    update_by_pk(Wallet, "balance", balances)
     return shortfalls
 
 

@@ -21,11 +21,15 @@ def rollups_add(records) -> None:
             row[i] += value
     if not totals:
         return
-    table = DailyUsage._meta.db_table
-    columns = ("organization_id", "model", "day", *COUNTERS)
-    # Plain SQL: an increment on conflict (Django's upsert can only overwrite). Valid on PostgreSQL and SQLite.
-    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-           f"ON CONFLICT (organization_id, model, day) DO UPDATE SET "
-           + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in COUNTERS))
+    meta, adapt_date = DailyUsage._meta, connection.ops.adapt_datefield_value
+    keys = [meta.get_field(name).column for name in ("organization", "model", "day")]
+    counters = [meta.get_field(name).column for name in COUNTERS]
+    # Plain SQL: an increment on conflict (Django's upsert can only overwrite); valid on PostgreSQL and
+    # SQLite. Sorted, so concurrent batches lock the rows they share in the same order.
+    sql = (f"INSERT INTO {meta.db_table} ({', '.join(keys + counters)}) "
+           f"VALUES ({', '.join(['%s'] * (len(keys) + len(counters)))}) "
+           f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+           + ", ".join(f"{c} = {meta.db_table}.{c} + excluded.{c}" for c in counters))
     with connection.cursor() as cursor:
-        cursor.executemany(sql, [(*key, *values) for key, values in sorted(totals.items())])
+        cursor.executemany(sql, [(org_id, model, adapt_date(day), *values)
+                                 for (org_id, model, day), values in sorted(totals.items())])
