@@ -71,7 +71,7 @@ async def _serve(ingress: Ingress, scope: Scope, receive: Receive, send: Send, *
         call.headers.update(hold.decision.headers())
         exchange = Exchange(ingress, call, ctx, route, request, len(raw), send)
         try:
-            await cancel_on_disconnect(receive, exchange.run())
+            await cancel_on_disconnect(receive, exchange.run(), lambda: exchange.answered)
         finally:
             _in_background(quota.settle(hold, cost=exchange.cost,
                                         tokens=exchange.usage.total if exchange.usage else 0))

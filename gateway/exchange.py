@@ -58,6 +58,7 @@ class Exchange:
         self.produced = 0
         self.cost = 0
         self.status, self.error_type = 200, ""
+        self.answered = False  # the last byte of the response is on its way
         self._chat: dict | None = None
         self._last_sent = 0.0
 
@@ -199,6 +200,7 @@ class Exchange:
             answer = self.ingress.answer_from_chat(providers.chat_from_answer(opened.fmt, data, model), model)
         cost = token_cost(self.usage, self.route.prices)
         self.ingress.stamp_answer(answer, self.usage, micro_to_json(cost))
+        self.answered = True
         await send_json(self.send, 200, answer,
                         {**self.call.headers, "x-hypereal-credits": format(micro_to_credits(cost), "f")})
 
@@ -221,6 +223,7 @@ class Exchange:
                     await pinger
             opened.response.close()
         self.usage = relay.usage
+        self.answered = True
         await self.send({"type": "http.response.body", "body": b""})
 
     async def _emit(self, body: bytes) -> None:

@@ -1,10 +1,9 @@
 """What every gateway call shares: request id, timing, headers, error responses and its one record."""
 
 import asyncio
-import contextlib
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -56,22 +55,30 @@ class Call:
         await send_json(send, err.status, openai_error_body(err), {**self.headers, **err.headers})
 
 
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+async def cancel_on_disconnect(receive: Receive, work: Coroutine, answered: Callable[[], bool]) -> None:
+    """Run ``work`` in this task; if the client goes away first, cancel it (which cancels the upstream request).
 
+    The server also says ``http.disconnect`` once the response is complete, so that only counts as the
+    client leaving while ``answered()`` is false.
+    """
+    task = asyncio.current_task()
+    gone = False
 
-async def cancel_on_disconnect(receive: Receive, work: Coroutine) -> None:
-    """Run ``work``; if the client goes away first, cancel it (which cancels the upstream request)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not answered():
+            gone = True
+            task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()
+        raise GatewayError(499, "client_disconnected", "The client went away.") from None
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if not task.cancelled():
-        task.result()  # re-raise what the work raised
