@@ -49,17 +49,21 @@ class Meter:
         return self._pending_cost.get(organization_id, 0)
 
     async def flush(self) -> None:
+        """Write everything queued until now (what arrives meanwhile waits for the next flush, so a busy
+        gateway writes a few large batches instead of chasing its queue with many small ones)."""
         async with self._lock:
-            while self._queue:
-                batch, self._queue = self._queue[:BATCH_SIZE], self._queue[BATCH_SIZE:]
-                touched, self._touched = self._touched, {}
+            pending, self._queue = self._queue, []
+            touched, self._touched = self._touched, {}
+            for start in range(0, len(pending), BATCH_SIZE):
+                batch = pending[start:start + BATCH_SIZE]
                 try:
                     await run_db(call_records_save, records=batch, touched_keys=touched)
                 except Exception:
                     # Keep them for the next attempt; the write is idempotent per request id.
-                    self._queue[:0] = batch
-                    self._touched.update(touched)
+                    self._queue[:0] = pending[start:]
+                    self._touched = {**touched, **self._touched}
                     raise
+                touched = {}
                 for record in batch:
                     if record.cost:
                         left = self._pending_cost.get(record.organization_id, 0) - record.cost
