@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 
-from gateway import redis, upstream
+from gateway import quota, redis, upstream
 from gateway.catalog import catalog, catalog_refresh_forever
 from gateway.endpoints import chat_completions, gemini, gemini_generate, messages, responses
 from gateway.errors import GatewayError, openai_error_body
@@ -69,6 +69,7 @@ class Lifecycle:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await quota.flush()
         await meter.flush()  # nothing served goes unbilled
         await upstream.close()
         await redis.close()

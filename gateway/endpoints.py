@@ -1,6 +1,5 @@
 """The model endpoints: one pipeline (key → limits → route → upstream → answer → charge → log) per format."""
 
-import asyncio
 from urllib.parse import parse_qs
 
 from django.conf import settings
@@ -20,7 +19,6 @@ from gateway.routing import choose_route
 from gateway.usage import Usage
 
 FORWARDED_HEADERS = {ANTHROPIC_INGRESS.format: (b"anthropic-version", b"anthropic-beta")}
-_background: set[asyncio.Task] = set()
 
 
 async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,8 +71,7 @@ async def _serve(ingress: Ingress, scope: Scope, receive: Receive, send: Send, *
         try:
             await cancel_on_disconnect(receive, exchange.run(), lambda: exchange.answered)
         finally:
-            _in_background(quota.settle(hold, cost=exchange.cost,
-                                        tokens=exchange.usage.total if exchange.usage else 0))
+            quota.settle(hold, cost=exchange.cost, tokens=exchange.usage.total if exchange.usage else 0)
     except GatewayError as err:
         if err.status != 499:
             await send_json(send, err.status, ingress.error_body(err), {**call.headers, **err.headers})
@@ -94,9 +91,3 @@ def _token_estimate(request: ClientRequest, body_size: int) -> int:
 def _worst_case_cost(route: Route, request: ClientRequest, body_size: int) -> int:
     """What the wallet and spending-limit reservations take: every body byte as a prompt token, plus max output."""
     return token_cost(Usage(input=body_size, output=_token_estimate(request, 0)), route.prices)
-
-
-def _in_background(coro) -> None:
-    task = asyncio.ensure_future(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)

@@ -61,6 +61,8 @@ class Exchange:
         self.answered = False  # the last byte of the response is on its way
         self._chat: dict | None = None
         self._last_sent = 0.0
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping: asyncio.Future | None = None
 
     async def run(self) -> None:
         try:
@@ -208,19 +210,27 @@ class Exchange:
         await self.send({"type": "http.response.start", "status": 200,
                          "headers": SSE_HEADERS + encode_headers(self.call.headers)})
         self._last_sent = time.monotonic()
-        pinger = asyncio.ensure_future(self._ping()) if self.ingress.ping else None
+        loop = asyncio.get_running_loop()
+        self._ping_timer = loop.call_later(PING_SECONDS, self._ping_due) if self.ingress.ping else None
         relay = _NativeRelay(self, opened) if opened.native else _TranslatedRelay(self, opened)
+        parser, pending = SSEParser(), opened.first
         try:
-            await relay.run()
+            while pending:  # what one read brought goes out in one write: passed on, never held back
+                await self._emit(relay.feed(parser.feed(pending)))
+                if time.perf_counter() > self.deadline:
+                    raise UpstreamFailure("timeout", message="the call's deadline passed")
+                pending = await opened.response.chunk()
+            await self._emit(relay.end())
         except UpstreamFailure:
             # Bytes were already sent: end with an explicit error event, never a clean finish.
             self.status, self.error_type = 502, "upstream_stream_interrupted"
             await self._emit(relay.error("upstream_stream_interrupted", "The upstream stream was interrupted."))
         finally:
-            if pinger is not None:
-                pinger.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pinger
+            if self._ping_timer is not None:
+                self._ping_timer.cancel()
+            if self._ping is not None:
+                with contextlib.suppress(Exception):
+                    await self._ping
             opened.response.close()
         self.usage = relay.usage
         self.answered = True
@@ -231,22 +241,12 @@ class Exchange:
             self._last_sent = time.monotonic()
             await self.send({"type": "http.response.body", "body": body, "more_body": True})
 
-    async def _ping(self) -> None:
+    def _ping_due(self) -> None:
         """SSE keep-alives, so proxies don't close a stream that thinks for a long time."""
-        while True:
-            await asyncio.sleep(max(0.0, self._last_sent + PING_SECONDS - time.monotonic()))
-            if time.monotonic() - self._last_sent >= PING_SECONDS:
-                await self._emit(self.ingress.ping)
-
-    async def chunks(self, opened: Opened):
-        """The upstream's raw SSE events, first bytes included, until it ends (or the deadline passes)."""
-        parser, pending = SSEParser(), opened.first
-        while pending:
-            for event in parser.feed(pending):
-                yield event
-            if time.perf_counter() > self.deadline:
-                raise UpstreamFailure("timeout", message="the call's deadline passed")
-            pending = await opened.response.chunk()
+        idle = time.monotonic() - self._last_sent
+        if idle >= PING_SECONDS and (self._ping is None or self._ping.done()):
+            self._ping, idle = asyncio.ensure_future(self._emit(self.ingress.ping)), 0.0
+        self._ping_timer = asyncio.get_running_loop().call_later(PING_SECONDS - idle, self._ping_due)
 
 
 class _NativeRelay:
@@ -265,20 +265,23 @@ class _NativeRelay:
     def usage(self) -> Usage | None:
         return self.observer.usage
 
-    async def run(self) -> None:
-        exchange, observer = self.exchange, self.observer
-        async for event in exchange.chunks(self.opened):
+    def feed(self, events: list[bytes]) -> bytes:
+        exchange, observer, out = self.exchange, self.observer, []
+        for event in events:
             for old, new in self.swaps:
                 event = event.replace(old, new)
-            out = observer.feed(event)
-            if observer.produced:
-                exchange.produced = observer.produced
-                exchange.call.first_token()
-            await exchange._emit(out)
-        if observer.failed:
-            exchange.status, exchange.error_type = 502, "upstream_stream_error"
-        elif not observer.finished:
+            out.append(observer.feed(event))
+        if observer.produced:
+            exchange.produced = observer.produced
+            exchange.call.first_token()
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if self.observer.failed:
+            self.exchange.status, self.exchange.error_type = 502, "upstream_stream_error"
+        elif not self.observer.finished:
             raise UpstreamFailure("connect", message="upstream stream ended early")
+        return b""
 
     def error(self, type: str, message: str) -> bytes:
         return self.exchange.ingress.stream_error(self.observer, type, message)
@@ -299,16 +302,19 @@ class _TranslatedRelay:
     def usage(self) -> Usage | None:
         return self.decoder.usage
 
-    async def run(self) -> None:
-        async for event in self.exchange.chunks(self.opened):
-            item = providers.sse_item(self.opened.fmt, event)
-            if item is not None:
-                await self._out(self.decoder.feed(item))
+    def feed(self, events: list[bytes]) -> bytes:
+        chunks = []
+        for event in events:
+            if (item := providers.sse_item(self.opened.fmt, event)) is not None:
+                chunks += self.decoder.feed(item)
+        return self._out(chunks)
+
+    def end(self) -> bytes:
         if not self.decoder.finished:
             raise UpstreamFailure("connect", message="upstream stream ended early")
-        await self._out(self.decoder.finish(), ending=True)
+        return self._out(self.decoder.finish(), ending=True)
 
-    async def _out(self, chunks: list[dict], ending: bool = False) -> None:
+    def _out(self, chunks: list[dict], ending: bool = False) -> bytes:
         exchange, ingress = self.exchange, self.exchange.ingress
         items = []
         for chunk in chunks:
@@ -325,13 +331,13 @@ class _TranslatedRelay:
         if exchange.produced:
             exchange.call.first_token()
         if not items:
-            return
+            return b""
         if self.decoder.usage is not None and self.decoder.usage != self._priced:
             self._priced, self._cost = self.decoder.usage, exchange.price(self.decoder.usage)
         if self._priced is not None:
             for item in items:
                 ingress.stamp(item, self._cost)
-        await exchange._emit(b"".join(ingress.encode(item) for item in items))
+        return b"".join(ingress.encode(item) for item in items)
 
     def error(self, type: str, message: str) -> bytes:
         return b"".join(self.exchange.ingress.encode(item) for item in self.translator.error(type, message))

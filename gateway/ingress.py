@@ -6,11 +6,12 @@ for usage, model id swapped, cost added); others arrive as OpenAI chat and go th
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gateway.catalog import Route
 from gateway.errors import GatewayError, invalid_request, openai_error_body
 from gateway.formats.anthropic import ChatToAnthropicStream, anthropic_response_from_chat, chat_request_from_anthropic
+from gateway.formats.common import CHARS_PER_TOKEN
 from gateway.formats.gemini import ChatToGeminiStream, chat_request_from_gemini, gemini_response_from_chat
 from gateway.formats.responses import ChatToResponsesStream, chat_request_from_responses, responses_response_from_chat
 from gateway.providers import ANTHROPIC, CHAT, GEMINI, RESPONSES, load_json
@@ -152,20 +153,23 @@ class ChatObserver(Observer):
 
 
 class ChatToChat:
-    """A translated upstream's chat chunks, as a chat client gets them."""
+    """A translated upstream's chat chunks, as a chat client gets them, ended by ``data: [DONE]`` as OpenAI's are."""
 
     def __init__(self, wants_usage: bool) -> None:
         self.wants_usage = wants_usage
+        self._failed = False
 
     def feed(self, chunk: dict) -> list[dict]:
-        if chunk.get("usage") and not self.wants_usage:
+        if chunk.get("error"):
+            self._failed = True
+        elif chunk.get("usage") and not self.wants_usage:
             chunk = {k: v for k, v in chunk.items() if k != "usage"}
             if not chunk.get("choices"):
                 return []
         return [chunk]
 
-    def finish(self) -> list[dict]:
-        return []
+    def finish(self) -> list[dict | str]:
+        return [] if self._failed else ["[DONE]"]  # encode_data("[DONE]") is the `data: [DONE]` line
 
     def error(self, type: str, message: str) -> list[dict]:
         return [{"error": {"message": message, "type": type, "param": None, "code": None}}]
@@ -198,7 +202,7 @@ class ChatIngress(Ingress):
         return ChatToChat(request.wants_usage)
 
     def stamp(self, item, cost: float) -> None:
-        if item.get("usage"):
+        if isinstance(item, dict) and item.get("usage"):
             item["usage"]["cost"] = cost
 
     def stream_error(self, observer: Observer, type: str, message: str) -> bytes:
@@ -221,11 +225,13 @@ class AnthropicObserver(Observer):
         if kind == "content_block_delta":
             delta = payload.get("delta") or {}
             self.produced += len(delta.get("text") or delta.get("thinking") or delta.get("partial_json") or "")
+            if self._usage and not self.finished:
+                self._settle()
         elif kind == "message_start":
             self._merge((payload.get("message") or {}).get("usage"))
         elif kind == "message_delta":
-            self._merge(payload.get("usage"))
             self.finished = True
+            self._merge(payload.get("usage"))
             payload["usage"] = {**(payload.get("usage") or {}), "cost": self.price(self.usage)}
             return encode_event("message_delta", payload)
         elif kind == "message_stop":
@@ -236,7 +242,15 @@ class AnthropicObserver(Observer):
 
     def _merge(self, usage: dict | None) -> None:
         self._usage.update({k: v for k, v in (usage or {}).items() if v is not None})
-        self.usage = Usage.from_anthropic(self._usage)
+        self._settle()
+
+    def _settle(self) -> None:
+        """message_start's output_tokens is a placeholder (Anthropic sends 1); until message_delta brings the
+        total, count at least the output produced so far, so a stream cut short bills what it delivered."""
+        usage = Usage.from_anthropic(self._usage)
+        if not self.finished:
+            usage = replace(usage, output=max(usage.output, -(-self.produced // CHARS_PER_TOKEN)))
+        self.usage = usage
 
 
 class AnthropicIngress(Ingress):

@@ -12,10 +12,11 @@ Three budgets are checked and taken together, before the upstream call:
 
 With Redis that is one Lua script (one round trip) over counters every gateway process shares; the
 wallet and spend counters are seeded from the database on first use, and billing.spendable keeps the
-wallet counter equal to the wallet when credits move outside the gateway. ``settle`` is the second
-and last round trip: it gives back the unused part of the reservation and corrects the token bucket
-to the real usage. Without Redis the same rules run in this process, which then knows every term
-exactly (one gateway process only).
+wallet counter equal to the wallet when credits move outside the gateway. ``settle`` gives back the
+unused part of the reservation and corrects the token bucket to the real usage; a settlement goes to
+Redis at once, and those of calls that end while it is on its way go together in the next round trip,
+so under load a call costs one round trip and a share of another. Without Redis the same rules run in
+this process, which then knows every term exactly (one gateway process only).
 
 The worst case prices every request byte as a prompt token (a token is at least one byte) plus
 ``max_tokens`` of output, so a call that sets ``max_tokens`` can never pass the key's limit; a call
@@ -23,6 +24,8 @@ without it reserves HYPEREAL_OUTPUT_TOKENS_RESERVE tokens, and only output beyon
 """
 
 import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -40,6 +43,7 @@ from gateway.ratelimit import Decision, LocalWindow, ratelimit_keys
 from gateway.redis import redis_client
 from usage.selectors import api_key_month_spend
 
+log = logging.getLogger(__name__)
 SPEND_TTL = 40 * 24 * 3600  # a month's counter outlives its month
 ALERT_THRESHOLDS = (80, 100)
 
@@ -104,18 +108,24 @@ end
 return {0, req, tok, req_oldest + 60 - now, tok_oldest + 60 - now, now, spent}
 """
 
-# KEYS: wallet counter, tokens hash, key month-spend counter.
-# ARGV: wallet refund, token bucket, token delta, spend delta (only applied when the key has a limit).
-# Counters that vanished (a Redis restart) are left for the next seed rather than recreated wrong.
+# Settles many calls: KEYS are (wallet counter, tokens hash, key month-spend counter) per call; ARGV are
+# (wallet refund, token bucket, token delta, spend delta or '' when the key has no limit) per call.
+# Returns each call's month-to-date spend (false without a limit). Counters that vanished (a Redis
+# restart) are left for the next seed rather than recreated wrong.
 _SETTLE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end
-if tonumber(ARGV[3]) ~= 0 and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
-  redis.call('HINCRBY', KEYS[2], ARGV[2], ARGV[3])
+local spent = {}
+for i = 0, #KEYS / 3 - 1 do
+  local k, a = i * 3, i * 4
+  if redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('INCRBY', KEYS[k + 1], ARGV[a + 1]) end
+  if tonumber(ARGV[a + 3]) ~= 0 and redis.call('HEXISTS', KEYS[k + 2], ARGV[a + 2]) == 1 then
+    redis.call('HINCRBY', KEYS[k + 2], ARGV[a + 2], ARGV[a + 3])
+  end
+  spent[i + 1] = false
+  if ARGV[a + 4] ~= '' and redis.call('EXISTS', KEYS[k + 3]) == 1 then
+    spent[i + 1] = redis.call('INCRBY', KEYS[k + 3], ARGV[a + 4])
+  end
 end
-if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
-  return redis.call('INCRBY', KEYS[3], ARGV[4])
-end
-return false
+return spent
 """
 
 
@@ -240,25 +250,75 @@ async def take(ctx: KeyContext, *, amount: int, tokens: int) -> Hold:
     return Hold(ctx, amount, tokens, decision, month)
 
 
-async def settle(hold: Hold, *, cost: int, tokens: int) -> None:
-    """The call cost ``cost`` and used ``tokens``: give back the rest, and alert at 80 % / 100 % of the limit."""
-    global _settle
-    ctx = hold.ctx
-    redis = redis_client()
-    if redis is None:
-        spent = _local.settle(hold, cost, tokens)
-    else:
+def settle(hold: Hold, *, cost: int, tokens: int) -> None:
+    """The call cost ``cost`` and used ``tokens``: give back the rest of what it took."""
+    if redis_client() is None:
+        _alert_if_due(hold, _local.settle(hold, cost, tokens))
+        return
+    _settler.add(hold, cost, tokens)
+
+
+class _Settler:
+    """Settlements of calls that ended, sent to Redis at once; those that end while one is on its way go
+    together in the next (no added delay when idle, one round trip for many under load)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Hold, int, int]] = []
+        self.task: asyncio.Task | None = None
+
+    def add(self, hold: Hold, cost: int, tokens: int) -> None:
+        self.pending.append((hold, cost, tokens))
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                await self.flush()
+        finally:
+            self.task = None
+
+    async def flush(self) -> None:
+        global _settle
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        redis = redis_client()
         if _settle is None:
             _settle = redis.register_script(_SETTLE)
-        limited = ctx.monthly_spend_limit is not None
-        spent = await _settle(
-            keys=[spendable_key(ctx.org_id), ratelimit_keys(ctx.org_id)[1], _spend_key(ctx, hold.month)],
-            args=[hold.amount - cost, hold.decision.bucket, tokens - hold.tokens if ctx.tpm else 0,
-                  cost - hold.amount if limited else ""])
-    if spent is not None and ctx.monthly_spend_limit:
+        keys, args = [], []
+        for hold, cost, tokens in batch:
+            ctx = hold.ctx
+            keys += [spendable_key(ctx.org_id), ratelimit_keys(ctx.org_id)[1], _spend_key(ctx, hold.month)]
+            args += [hold.amount - cost, hold.decision.bucket, tokens - hold.tokens if ctx.tpm else 0,
+                     cost - hold.amount if ctx.monthly_spend_limit is not None else ""]
+        try:
+            spent = await _settle(keys=keys, args=args)
+        except Exception:
+            log.exception("settling %d calls with Redis failed; they go with the next batch", len(batch))
+            self.pending[:0] = batch
+            raise
+        for (hold, _, _), value in zip(batch, spent):
+            _alert_if_due(hold, value)
+
+
+_settler = _Settler()
+
+
+async def flush() -> None:
+    """Send the settlements still waiting (shutdown)."""
+    if _settler.task is not None:
+        with contextlib.suppress(Exception):
+            await _settler.task
+    await _settler.flush()
+
+
+def _alert_if_due(hold: Hold, spent: int | None) -> None:
+    limit = hold.ctx.monthly_spend_limit
+    if spent is not None and limit:
         for threshold in ALERT_THRESHOLDS:
-            if spent * 100 >= ctx.monthly_spend_limit * threshold:
-                _alert_once(ctx.key_id, hold.month, threshold)
+            if spent * 100 >= limit * threshold:
+                _alert_once(hold.ctx.key_id, hold.month, threshold)
 
 
 def _alert_once(key_id: int, month: str, threshold: int) -> None:

@@ -21,6 +21,9 @@ class SSEParser:
 
 def event_field(event: bytes, name: bytes) -> bytes | None:
     """The value of ``name:`` in one raw event (multi-line ``data`` joined by newlines)."""
+    prefix = name + b":"
+    if event.startswith(prefix) and event.find(b"\n") == len(event) - 2:  # the usual one-line event
+        return event[len(prefix):-2].removeprefix(b" ")
     values = [line[len(name) + 1:].removeprefix(b" ") for line in event.split(b"\n")
               if line.startswith(name + b":")]
     return b"\n".join(values) if values else None

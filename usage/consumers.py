@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import json
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -65,11 +66,27 @@ class UsageLogConsumer(AsyncWebsocketConsumer):
         return membership is not None and role_has_scope(membership.role, "usage:read")
 
 
+_watched_seen: dict[int, tuple[float, bool]] = {}  # org → (checked at, watched); this process's view
+WATCHED_VIEW_SECONDS = 1.0
+
+
+def _watched(org_ids: set[int]) -> set[int]:
+    """The organizations someone is watching, asking the cache at most once a second per organization."""
+    now = time.monotonic()
+    stale = [org_id for org_id in org_ids if now - _watched_seen.get(org_id, (-WATCHED_VIEW_SECONDS, False))[0]
+             >= WATCHED_VIEW_SECONDS]
+    if stale:
+        found = cache.get_many([_watch_key(org_id) for org_id in stale])
+        if len(_watched_seen) > 100_000:
+            _watched_seen.clear()
+        _watched_seen.update({org_id: (now, _watch_key(org_id) in found) for org_id in stale})
+    return {org_id for org_id in org_ids if _watched_seen[org_id][1]}
+
+
 def live_rows_render(records) -> list[tuple[str, dict]]:
     """Rows of just-written calls, rendered for the organizations someone is watching (sync: runs in the
-    metering flush's thread, one cache read per batch and one query only when there is a watcher)."""
-    org_ids = {r.organization_id for r in records}
-    watched = {org_id for org_id in org_ids if _watch_key(org_id) in cache.get_many(map(_watch_key, org_ids))}
+    metering flush's thread; a page opened starts receiving within a second, a query only when watched)."""
+    watched = _watched({r.organization_id for r in records})
     if not watched:
         return []
     logs = (RequestLog.objects.filter(request_id__in=[r.request_id for r in records if r.organization_id in watched])
