@@ -5,13 +5,15 @@ for COOLDOWN_SECONDS, then tried again. The state lives in Redis; each process t
 for one second. Without Redis it lives in this process.
 """
 
+import logging
 import time
 
 from django.conf import settings
 
 from gateway.catalog import Target
-from gateway.redis import redis_client
+from gateway.redis import RedisError, redis_client
 
+log = logging.getLogger(__name__)
 VIEW_SECONDS = 1.0
 FAIL_WINDOW = 60  # failures further apart than this are not "in a row"
 
@@ -45,7 +47,11 @@ class Health:
             if redis is None:
                 values = [self._local_cool.get(tid) for tid in stale]
             else:
-                values = await redis.mget([_cool_key(tid) for tid in stale])
+                try:
+                    values = await redis.execute("MGET", *[_cool_key(tid) for tid in stale])
+                except RedisError:  # health is advice: without it, every target is worth a try
+                    log.warning("target health unavailable from Redis", exc_info=True)
+                    values = [0] * len(stale)
             for tid, value in zip(stale, values):
                 self._view[tid] = (mono, float(value or 0))
         return [t for t, tid in zip(targets, ids) if self._view[tid][1] <= now]
@@ -54,26 +60,27 @@ class Health:
         return min((self._view.get(target_id(t), (0, 0))[1] for t in targets), default=0)
 
     async def failed(self, target: Target) -> None:
+        try:
+            await self._failed(target)
+        except RedisError:  # the call goes on to its next target either way
+            log.warning("recording a target failure in Redis failed", exc_info=True)
+
+    async def _failed(self, target: Target) -> None:
         tid, conf = target_id(target), settings.HYPEREAL
         self._failing[tid] = time.monotonic()
         redis = redis_client()
         if redis is None:
             fails = self._local_fails[tid] = self._local_fails.get(tid, 0) + 1
         else:
-            async with redis.pipeline(transaction=False) as pipe:
-                pipe.incr(_fails_key(tid))
-                pipe.expire(_fails_key(tid), FAIL_WINDOW)
-                fails = (await pipe.execute())[0]
+            fails, _ = await redis.pipeline([("INCR", _fails_key(tid)), ("EXPIRE", _fails_key(tid), FAIL_WINDOW)])
         if fails >= conf["COOLDOWN_FAILURES"]:
             until = time.time() + conf["COOLDOWN_SECONDS"]
             if redis is None:
                 self._local_cool[tid] = until
                 self._local_fails.pop(tid, None)
             else:
-                async with redis.pipeline(transaction=False) as pipe:
-                    pipe.set(_cool_key(tid), until, ex=conf["COOLDOWN_SECONDS"])
-                    pipe.delete(_fails_key(tid))
-                    await pipe.execute()
+                await redis.pipeline([("SET", _cool_key(tid), until, "EX", conf["COOLDOWN_SECONDS"]),
+                                      ("DEL", _fails_key(tid))])
             self._view[tid] = (time.monotonic(), until)
 
     async def succeeded(self, target: Target) -> None:
@@ -85,7 +92,10 @@ class Health:
         if redis is None:
             self._local_fails.pop(tid, None)
         else:
-            await redis.delete(_fails_key(tid))
+            try:
+                await redis.execute("DEL", _fails_key(tid))
+            except RedisError:
+                log.warning("recording a target recovery in Redis failed", exc_info=True)
 
 
 health = Health()

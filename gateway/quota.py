@@ -24,7 +24,6 @@ without it reserves HYPEREAL_OUTPUT_TOKENS_RESERVE tokens, and only output beyon
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from gateway.db import run_db
 from gateway.errors import GatewayError
 from gateway.metering import meter
 from gateway.ratelimit import Decision, LocalWindow, ratelimit_keys
-from gateway.redis import redis_client
+from gateway.redis import RedisError, redis_client
 from usage.selectors import api_key_month_spend
 
 log = logging.getLogger(__name__)
@@ -215,25 +214,26 @@ class _Local:
 
 
 _local = _Local()
-_take = _settle = None
 _background: set[asyncio.Task] = set()
 
 
 async def take(ctx: KeyContext, *, amount: int, tokens: int) -> Hold:
     """Reserve ``amount`` micro-credits and ``tokens`` for one call, or refuse it with 402/429."""
-    global _take
     month = _month()
     redis = redis_client()
     if redis is None:
         return await _local.take(ctx, amount, tokens, month)
-    if _take is None:
-        _take = redis.register_script(_TAKE)
     limit = -1 if ctx.monthly_spend_limit is None else ctx.monthly_spend_limit
     keys = [spendable_key(ctx.org_id), *ratelimit_keys(ctx.org_id), _spend_key(ctx, month)]
     args = [settings.HYPEREAL["MIN_BALANCE_CREDITS"] * MICRO, amount, -1, ctx.rpm, ctx.tpm, tokens, limit, -1,
             SPEND_TTL]
     while True:
-        outcome, req, tok, req_reset, tok_reset, now, _ = await _take(keys=keys, args=args)
+        try:
+            outcome, req, tok, req_reset, tok_reset, now, _ = await redis.script(_TAKE, keys, args)
+        except RedisError:
+            log.exception("taking a call's reservation from Redis failed")
+            raise GatewayError(503, "service_unavailable", "Hypereal cannot check limits and balances right "
+                               "now; retry shortly.", headers={"retry-after": "1"}) from None
         if outcome == SEED_WALLET:  # first call on this Redis: start from what the database knows
             args[2] = await run_db(wallet_balance, organization_id=ctx.org_id) - meter.pending_cost(ctx.org_id)
         elif outcome == SEED_SPEND:
@@ -273,19 +273,15 @@ class _Settler:
 
     async def _drain(self) -> None:
         try:
-            while self.pending:
-                await self.flush()
+            while self.pending and await self.flush():
+                pass
         finally:
             self.task = None
 
-    async def flush(self) -> None:
-        global _settle
+    async def flush(self) -> bool:
         batch, self.pending = self.pending, []
         if not batch:
-            return
-        redis = redis_client()
-        if _settle is None:
-            _settle = redis.register_script(_SETTLE)
+            return True
         keys, args = [], []
         for hold, cost, tokens in batch:
             ctx = hold.ctx
@@ -293,13 +289,14 @@ class _Settler:
             args += [hold.amount - cost, hold.decision.bucket, tokens - hold.tokens if ctx.tpm else 0,
                      cost - hold.amount if ctx.monthly_spend_limit is not None else ""]
         try:
-            spent = await _settle(keys=keys, args=args)
-        except Exception:
+            spent = await redis_client().script(_SETTLE, keys, args)
+        except RedisError:
             log.exception("settling %d calls with Redis failed; they go with the next batch", len(batch))
             self.pending[:0] = batch
-            raise
+            return False
         for (hold, _, _), value in zip(batch, spent):
             _alert_if_due(hold, value)
+        return True
 
 
 _settler = _Settler()
@@ -308,8 +305,7 @@ _settler = _Settler()
 async def flush() -> None:
     """Send the settlements still waiting (shutdown)."""
     if _settler.task is not None:
-        with contextlib.suppress(Exception):
-            await _settler.task
+        await _settler.task
     await _settler.flush()
 
 
@@ -334,7 +330,7 @@ async def _alert(key_id: int, month: str, threshold: int) -> None:
         if (key_id, month, threshold) in _local.alerted:
             return
         _local.alerted.add((key_id, month, threshold))
-    elif not await redis.set(f"hypereal:alert:{key_id}:{month}:{threshold}", 1, nx=True, ex=SPEND_TTL):
+    elif not await redis.execute("SET", f"hypereal:alert:{key_id}:{month}:{threshold}", 1, "NX", "EX", SPEND_TTL):
         return
     from apikeys.tasks import budget_threshold_reached
 
