@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 
@@ -85,9 +85,14 @@ class Exchange:
         return micro_to_json(token_cost(usage, self.route.prices))
 
     def _record(self) -> None:
-        if self.usage is None and (self.produced or self.status == 499):
-            # The stream broke before its usage block: bill what was produced, estimated from what was sent.
-            self.usage = Usage(input=self.body_size // CHARS_PER_TOKEN, output=-(-self.produced // CHARS_PER_TOKEN))
+        if self.status != 200 and (self.produced or self.status == 499):
+            # The stream broke before its final usage (Anthropic's first usage says 1 output token, Gemini's
+            # counts may lag): bill at least what was produced, estimated from what was sent.
+            produced = -(-self.produced // CHARS_PER_TOKEN)
+            if self.usage is None:
+                self.usage = Usage(input=self.body_size // CHARS_PER_TOKEN, output=produced)
+            else:
+                self.usage = replace(self.usage, output=max(self.usage.output, produced))
         usage, target = self.usage or Usage(), self.target
         self.cost = token_cost(usage, self.route.prices)
         self.call.record(org_id=self.ctx.org_id, key_id=self.ctx.key_id, model=self.route.public_id,
@@ -226,13 +231,13 @@ class Exchange:
             self.status, self.error_type = 502, "upstream_stream_interrupted"
             await self._emit(relay.error("upstream_stream_interrupted", "The upstream stream was interrupted."))
         finally:
+            self.usage = relay.usage  # a disconnect too bills the usage seen so far
             if self._ping_timer is not None:
                 self._ping_timer.cancel()
+            opened.response.close()
             if self._ping is not None:
                 with contextlib.suppress(Exception):
                     await self._ping
-            opened.response.close()
-        self.usage = relay.usage
         self.answered = True
         await self.send({"type": "http.response.body", "body": b""})
 

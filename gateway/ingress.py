@@ -6,12 +6,11 @@ for usage, model id swapped, cost added); others arrive as OpenAI chat and go th
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from gateway.catalog import Route
 from gateway.errors import GatewayError, invalid_request, openai_error_body
 from gateway.formats.anthropic import ChatToAnthropicStream, anthropic_response_from_chat, chat_request_from_anthropic
-from gateway.formats.common import CHARS_PER_TOKEN
 from gateway.formats.gemini import ChatToGeminiStream, chat_request_from_gemini, gemini_response_from_chat
 from gateway.formats.responses import ChatToResponsesStream, chat_request_from_responses, responses_response_from_chat
 from gateway.providers import ANTHROPIC, CHAT, GEMINI, RESPONSES, load_json
@@ -153,7 +152,7 @@ class ChatObserver(Observer):
 
 
 class ChatToChat:
-    """A translated upstream's chat chunks, as a chat client gets them, ended by ``data: [DONE]`` as OpenAI's are."""
+    """A translated upstream's chat chunks as a chat client gets them, ending in ``data: [DONE]``."""
 
     def __init__(self, wants_usage: bool) -> None:
         self.wants_usage = wants_usage
@@ -225,8 +224,6 @@ class AnthropicObserver(Observer):
         if kind == "content_block_delta":
             delta = payload.get("delta") or {}
             self.produced += len(delta.get("text") or delta.get("thinking") or delta.get("partial_json") or "")
-            if self._usage and not self.finished:
-                self._settle()
         elif kind == "message_start":
             self._merge((payload.get("message") or {}).get("usage"))
         elif kind == "message_delta":
@@ -242,15 +239,7 @@ class AnthropicObserver(Observer):
 
     def _merge(self, usage: dict | None) -> None:
         self._usage.update({k: v for k, v in (usage or {}).items() if v is not None})
-        self._settle()
-
-    def _settle(self) -> None:
-        """message_start's output_tokens is a placeholder (Anthropic sends 1); until message_delta brings the
-        total, count at least the output produced so far, so a stream cut short bills what it delivered."""
-        usage = Usage.from_anthropic(self._usage)
-        if not self.finished:
-            usage = replace(usage, output=max(usage.output, -(-self.produced // CHARS_PER_TOKEN)))
-        self.usage = usage
+        self.usage = Usage.from_anthropic(self._usage)
 
 
 class AnthropicIngress(Ingress):
@@ -382,6 +371,9 @@ class GeminiObserver(Observer):
             for part in (candidate.get("content") or {}).get("parts") or ():
                 self.produced += len(part.get("text") or "")
             self.finished = self.finished or bool(candidate.get("finishReason"))
+        if self.finished and payload.get("usageMetadata"):  # the last chunk carries the cost of the call
+            payload["usageMetadata"] = {**payload["usageMetadata"], "cost": self.price(self.usage)}
+            return encode_data(payload)
         return raw
 
 
@@ -417,6 +409,10 @@ class GeminiIngress(Ingress):
 
     def translator(self, request: ClientRequest, model: str):
         return ChatToGeminiStream(model)
+
+    def stamp(self, item, cost: float) -> None:
+        if item.get("usageMetadata") and item["candidates"][0].get("finishReason"):
+            item["usageMetadata"]["cost"] = cost
 
     def stream_error(self, observer: Observer, type: str, message: str) -> bytes:
         return encode_data({"error": {"code": 500, "message": message, "status": "INTERNAL", "reason": type}})

@@ -42,7 +42,7 @@ def prompt(body: dict) -> Prompt:
     tools: list[dict] = body.get("tools") or []
     pieces = [Piece(json.dumps(t), "cache_control" in t) for t in tools]
     system = body.get("system") or []
-    blocks = [{"type": "text", "text": system}] if isinstance(system, str) else system
+    blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
     for message in body["messages"]:
         content = message["content"]
         blocks += [{"type": "text", "text": content}] if isinstance(content, str) else content

@@ -5,10 +5,7 @@ Anthropic clients reach chat upstreams through ``chat_request_from_anthropic``,
 through ``anthropic_request_from_chat``, ``chat_response_from_anthropic`` and ``AnthropicToChatStream``.
 """
 
-from dataclasses import replace
-
 from gateway.formats.common import (
-    CHARS_PER_TOKEN,
     MIN_THINKING_BUDGET,
     THINKING_BUDGETS,
     ChatStreamTranslator,
@@ -363,16 +360,6 @@ class AnthropicToChatStream(ChatStreamWriter):
         super().__init__(model)
         self._tool_index: dict[int, int] = {}  # Anthropic block index → chat tool_calls index
         self._raw_usage: dict = {}  # message_start's usage, overwritten by message_delta's cumulative counts
-        self._produced = 0  # characters of output streamed so far
-        self._counted = False  # message_delta brought the output total
-
-    @property
-    def usage(self) -> Usage | None:
-        """message_start's output_tokens is a placeholder (Anthropic sends 1); until message_delta brings the
-        total, at least the output streamed so far, so a stream cut short bills what it delivered."""
-        if self._usage is None or self._counted:
-            return self._usage
-        return replace(self._usage, output=max(self._usage.output, -(-self._produced // CHARS_PER_TOKEN)))
 
     def feed(self, item: SSEEvent) -> list[dict]:
         name, data = item
@@ -388,11 +375,8 @@ class AnthropicToChatStream(ChatStreamWriter):
         elif kind == "content_block_start":
             out += self._block_start(data.get("index", 0), data.get("content_block") or {})
         elif kind == "content_block_delta":
-            delta = data.get("delta") or {}
-            self._produced += len(delta.get("text") or delta.get("thinking") or delta.get("partial_json") or "")
-            out += self._block_delta(data.get("index", 0), delta)
+            out += self._block_delta(data.get("index", 0), data.get("delta") or {})
         elif kind == "message_delta":
-            self._counted = True
             self._merge_usage(data.get("usage"))
             stop_reason = (data.get("delta") or {}).get("stop_reason")
             self._finish_reason = FINISH_FROM_STOP.get(stop_reason or "end_turn", "stop")

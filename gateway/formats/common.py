@@ -26,7 +26,6 @@ Out = TypeVar("Out")
 # Reasoning effort ⇄ thinking-token budget. Anthropic needs budget_tokens >= 1024; Gemini reads 0 as "off".
 THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
 MIN_THINKING_BUDGET = 1024
-CHARS_PER_TOKEN = 4  # how output that was streamed but never counted is estimated (as gateway.exchange does)
 
 
 class TranslationError(ValueError):
