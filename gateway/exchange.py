@@ -33,7 +33,6 @@ from gateway.usage import Usage
 
 CHARS_PER_TOKEN = 4  # estimates, used only where an exact count cannot exist
 RETRYABLE_STATUS = {408, 409, 429}
-PING_SECONDS = 15
 MODEL_KEYS = {providers.GEMINI: b"modelVersion"}  # where a native answer names its model; else "model"
 
 
@@ -61,6 +60,7 @@ class Exchange:
         self.answered = False  # the last byte of the response is on its way
         self._chat: dict | None = None
         self._last_sent = 0.0
+        self._ping_every = 0.0
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ping: asyncio.Future | None = None
 
@@ -216,7 +216,8 @@ class Exchange:
                          "headers": SSE_HEADERS + encode_headers(self.call.headers)})
         self._last_sent = time.monotonic()
         loop = asyncio.get_running_loop()
-        self._ping_timer = loop.call_later(PING_SECONDS, self._ping_due) if self.ingress.ping else None
+        self._ping_every = settings.HYPEREAL["STREAM_PING_SECONDS"]
+        self._ping_timer = loop.call_later(self._ping_every, self._ping_due) if self.ingress.ping else None
         relay = _NativeRelay(self, opened) if opened.native else _TranslatedRelay(self, opened)
         parser, pending = SSEParser(), opened.first
         try:
@@ -249,9 +250,9 @@ class Exchange:
     def _ping_due(self) -> None:
         """SSE keep-alives, so proxies don't close a stream that thinks for a long time."""
         idle = time.monotonic() - self._last_sent
-        if idle >= PING_SECONDS and (self._ping is None or self._ping.done()):
+        if idle >= self._ping_every and (self._ping is None or self._ping.done()):
             self._ping, idle = asyncio.ensure_future(self._emit(self.ingress.ping)), 0.0
-        self._ping_timer = asyncio.get_running_loop().call_later(PING_SECONDS - idle, self._ping_due)
+        self._ping_timer = asyncio.get_running_loop().call_later(self._ping_every - idle, self._ping_due)
 
 
 class _NativeRelay:

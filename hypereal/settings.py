@@ -202,6 +202,7 @@ HYPEREAL = {
     "METER_FLUSH_MS": env_int("HYPEREAL_METER_FLUSH_MS", 50),
     "UPSTREAM_CONNECT_TIMEOUT": float(os.environ.get("HYPEREAL_UPSTREAM_CONNECT_TIMEOUT", "10")),
     "UPSTREAM_READ_TIMEOUT": float(os.environ.get("HYPEREAL_UPSTREAM_READ_TIMEOUT", "300")),
+    "STREAM_PING_SECONDS": float(os.environ.get("HYPEREAL_STREAM_PING_SECONDS", "15")),
     "SIMULATOR_URL": os.environ.get("HYPEREAL_SIMULATOR_URL", "http://127.0.0.1:9100"),
     # Traffic control (0 = unlimited); organizations can override the limits in admin.
     "DEFAULT_RPM": env_int("HYPEREAL_DEFAULT_RPM", 600),

@@ -143,11 +143,12 @@ def gateway_env() -> dict[str, str]:
     }
 
 
-def start_gateway() -> tuple[str, subprocess.Popen]:
+def start_gateway(**settings: str) -> tuple[str, subprocess.Popen]:
+    """A gateway process; ``settings`` override its environment (HYPEREAL_…=value)."""
     port = free_port()
     proc = start_process([sys.executable, "-m", "uvicorn", "hypereal.asgi:application", "--host", "127.0.0.1",
                           "--port", str(port), "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
-                         f"http://127.0.0.1:{port}/health", env=gateway_env())
+                         f"http://127.0.0.1:{port}/health", env={**gateway_env(), **settings})
     return f"http://127.0.0.1:{port}", proc
 
 

@@ -25,6 +25,7 @@ from billing.models import LedgerEntry
 from billing.money import MICRO
 from gateway.demo import DEMO_CHAT_MODELS, DEMO_FORMAT_MODELS
 from sim.text import reply_words, thinking_words
+from tests.conftest import start_gateway, stop_process
 from usage.models import RequestLog
 
 CLAUDE, HAIKU = "claude-sonnet-4-6", "claude-haiku-4-5"  # Anthropic upstream
@@ -1025,3 +1026,49 @@ def test_model_list_shows_where_and_at_what_price_each_model_is_served(gateway_u
     unit = {"unit": "credits per million tokens"}
     assert claude["pricing"] == {**unit, "input": 300, "cached_input": 30, "cache_write": 375, "output": 1500}
     assert gpt["pricing"] == {**unit, "input": 125, "cached_input": 12.5, "cache_write": 0, "output": 1000}
+
+
+# --- keep-alives ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pinging_gateway_url(demo_catalog, redis_client):
+    """A gateway that pings after 0.2 s of quiet (15 s in production), for streams the simulator slows down."""
+    url, proc = start_gateway(HYPEREAL_STREAM_PING_SECONDS="0.2")
+    yield url
+    stop_process(proc)
+
+
+SLOW = {"sim": {"chunk_delay_ms": 500, "words": 3}}  # quiet gaps of 0.5 s between events
+SLOW_REPLY = " ".join(expected_reply("Ping me").split()[:3])
+
+
+def test_a_quiet_chat_stream_gets_sse_comment_pings_the_sdk_ignores(pinging_gateway_url, account):
+    body = {"model": GPT, "messages": user("Ping me"), "stream": True, **SLOW}
+    with httpx.stream("POST", f"{pinging_gateway_url}/api/v1/chat/completions", json=body,
+                      headers=bearer(account.key), timeout=30) as resp:
+        raw = b"".join(resp.iter_raw())
+    assert b": ping\n\n" in raw
+    client = openai.OpenAI(base_url=f"{pinging_gateway_url}/api/v1", api_key=account.key, max_retries=0)
+    text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model=GPT, messages=user("Ping me"), stream=True, extra_body=SLOW) if c.choices)
+    assert text == SLOW_REPLY
+
+
+def test_a_quiet_anthropic_stream_gets_ping_events(pinging_gateway_url, account):
+    body = {"model": CLAUDE, "max_tokens": 64, "messages": user("Ping me"), "stream": True, **SLOW}
+    with httpx.stream("POST", f"{pinging_gateway_url}/api/v1/messages", json=body,
+                      headers={"x-api-key": account.key}, timeout=30) as resp:
+        raw = b"".join(resp.iter_raw())
+    assert b'event: ping\ndata: {"type": "ping"}\n\n' in raw
+    client = anthropic.Anthropic(base_url=f"{pinging_gateway_url}/api", api_key=account.key, max_retries=0)
+    with client.messages.stream(model=CLAUDE, max_tokens=64, messages=user("Ping me"), extra_body=SLOW) as stream:
+        assert stream.get_final_text() == SLOW_REPLY
+
+
+def test_a_quiet_gemini_stream_stays_pure_data_lines(pinging_gateway_url, account):
+    body = {"contents": [{"role": "user", "parts": [{"text": "Ping me"}]}], **SLOW}
+    with httpx.stream("POST", f"{pinging_gateway_url}/v1beta/models/{GEMINI}:streamGenerateContent",
+                      params={"alt": "sse"}, json=body, headers={"x-goog-api-key": account.key}, timeout=30) as resp:
+        raw = b"".join(resp.iter_raw())
+    lines = [line for line in raw.split(b"\n") if line]
+    assert lines and all(line.startswith(b"data: ") for line in lines)
