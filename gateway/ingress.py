@@ -242,7 +242,14 @@ class AnthropicObserver(Observer):
         self.usage = Usage.from_anthropic(self._usage)
 
 
-class AnthropicIngress(Ingress):
+class NamedEventIngress(Ingress):
+    """Formats whose SSE events carry an ``event:`` line: translated items are (name, data) pairs."""
+
+    def encode(self, item) -> bytes:
+        return encode_event(*item)
+
+
+class AnthropicIngress(NamedEventIngress):
     format = ANTHROPIC
     endpoint = "messages"
     ping = ANTHROPIC_PING
@@ -271,9 +278,6 @@ class AnthropicIngress(Ingress):
 
     def translator(self, request: ClientRequest, model: str):
         return ChatToAnthropicStream(model)
-
-    def encode(self, item) -> bytes:
-        return encode_event(*item)
 
     def stamp(self, item, cost: float) -> None:
         if item[0] == "message_delta":
@@ -318,7 +322,7 @@ class ResponsesObserver(Observer):
         return raw
 
 
-class ResponsesIngress(Ingress):
+class ResponsesIngress(NamedEventIngress):
     format = RESPONSES
     endpoint = "responses"
 
@@ -340,9 +344,6 @@ class ResponsesIngress(Ingress):
 
     def translator(self, request: ClientRequest, model: str):
         return ChatToResponsesStream(model)
-
-    def encode(self, item) -> bytes:
-        return encode_event(*item)
 
     def stamp(self, item, cost: float) -> None:
         usage = (item[1].get("response") or {}).get("usage")
