@@ -18,6 +18,9 @@ class ApiKey(models.Model):
     monthly_spend_limit = models.BigIntegerField(null=True, blank=True,
                                                  help_text="Micro-credits per calendar month (UTC); empty = none.")
     auto_disable = models.BooleanField(default=False, help_text="Disable the key when it reaches its limit.")
+    scopes = models.CharField(max_length=300, blank=True,
+                              help_text="Comma-separated management-API scopes (orgs.roles.API_KEY_SCOPES); "
+                                        "empty = the model API only.")
     disabled_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -30,6 +33,10 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.disabled_at is None and self.revoked_at is None
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(scope for scope in self.scopes.split(",") if scope)
 
     @property
     def redacted(self) -> str:

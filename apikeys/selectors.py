@@ -1,8 +1,30 @@
+from dataclasses import dataclass
+
 from django.db.models import Sum
 
 from apikeys.models import ApiKey
+from apikeys.services import api_key_hash
 from usage.models import RequestLog
 from usage.selectors import month_start
+
+
+@dataclass(frozen=True)
+class KeyGrant:
+    """What an API key presented to the management API may do (request.auth of such a call)."""
+
+    key_id: int
+    organization_id: int
+    scopes: frozenset[str]
+    active: bool
+
+
+def api_key_grant(*, plaintext: str) -> tuple[object, KeyGrant] | None:
+    """The key's creator (whom it acts for) and its grant; None for an unknown key."""
+    key = ApiKey.objects.filter(key_hash=api_key_hash(plaintext)).select_related("created_by").first()
+    if key is None:
+        return None
+    return key.created_by, KeyGrant(key_id=key.pk, organization_id=key.organization_id, scopes=key.scope_set,
+                                    active=key.is_active)
 
 
 def api_key_by_hash(*, key_hash: str) -> ApiKey | None:

@@ -7,8 +7,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apikeys.models import KEY_PREFIX, ApiKey, BudgetAlert
-from hypereal.bulk_sql import update_by_pk
 from billing.money import micro_to_credits
+from hypereal.bulk_sql import update_by_pk
 from orgs.roles import BILLING, OWNER
 from orgs.services import audit_record
 
@@ -19,17 +19,20 @@ def api_key_hash(plaintext: str) -> str:
 
 
 def _key_state(key: ApiKey) -> dict:
-    return {"name": key.name, "monthly_spend_limit": key.monthly_spend_limit, "auto_disable": key.auto_disable}
+    return {"name": key.name, "monthly_spend_limit": key.monthly_spend_limit, "auto_disable": key.auto_disable,
+            "scopes": sorted(key.scope_set)}
 
 
 @transaction.atomic
 def api_key_create(*, organization, name: str, created_by=None, monthly_spend_limit: int | None = None,
-                   auto_disable: bool = False, ip: str | None = None) -> tuple[ApiKey, str]:
+                   auto_disable: bool = False, scopes: frozenset[str] = frozenset(),
+                   ip: str | None = None) -> tuple[ApiKey, str]:
     """Returns the key and its plaintext, which is never stored and cannot be shown again."""
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)  # 32 random bytes
     key = ApiKey.objects.create(organization=organization, name=name, created_by=created_by,
                                 key_hash=api_key_hash(plaintext), last4=plaintext[-4:],
-                                monthly_spend_limit=monthly_spend_limit, auto_disable=auto_disable)
+                                monthly_spend_limit=monthly_spend_limit, auto_disable=auto_disable,
+                                scopes=",".join(sorted(scopes)))
     audit_record(organization=organization, action="api_key.create", target=key, actor=created_by, ip=ip,
                  after=_key_state(key))
     return key, plaintext
@@ -45,7 +48,9 @@ def api_key_update(*, key: ApiKey, changes: dict, actor=None, ip: str | None = N
         key.monthly_spend_limit = changes["spendingLimit"]
     if "autoDisable" in changes:
         key.auto_disable = changes["autoDisable"]
-    key.save(update_fields=["name", "monthly_spend_limit", "auto_disable"])
+    if "scopes" in changes:
+        key.scopes = ",".join(sorted(changes["scopes"]))
+    key.save(update_fields=["name", "monthly_spend_limit", "auto_disable", "scopes"])
     if changes.get("disabled") is True:
         api_key_disable(key=key, reason="Disabled by a member.", actor=actor, ip=ip)
     elif changes.get("disabled") is False:

@@ -11,6 +11,9 @@ ROLES: dict[str, tuple[int, frozenset[str]]] = {  # rank, scopes — a higher ra
     VIEWER: (10, frozenset({"org:read", "keys:read", "billing:read", "audit:read", "usage:read"})),
 }
 ROLE_CHOICES = [(name, name.capitalize()) for name in ROLES]
+# What an API key may be granted on the management API, for scripts and CI: reading, and managing keys.
+# Membership, SSO, payments, webhooks and deleting the organization stay with signed-in people.
+API_KEY_SCOPES = ("org:read", "usage:read", "keys:read", "keys:write", "billing:read", "audit:read")
 
 
 def role_has_scope(role: str, scope: str) -> bool:

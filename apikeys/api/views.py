@@ -1,13 +1,23 @@
 from django.shortcuts import get_object_or_404
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from apikeys.api.serializers import ApiKeyCreateInput, ApiKeyUpdateInput, api_key_output
 from apikeys.models import ApiKey
-from apikeys.selectors import api_keys_with_month_spend
+from apikeys.selectors import KeyGrant, api_keys_with_month_spend
 from apikeys.services import api_key_create, api_key_revoke, api_key_update
 from orgs.api.base import OrgScopedApi, client_ip
+from orgs.roles import role_has_scope
 from usage.selectors import api_key_month_spend
+
+
+def _grantable(request, membership, scopes: frozenset[str]) -> frozenset[str]:
+    """A key gets no scope its grantor lacks: the member's role, and the key making the call if any."""
+    if denied := sorted(scope for scope in scopes if not role_has_scope(membership.role, scope)
+                        or (isinstance(request.auth, KeyGrant) and scope not in request.auth.scopes)):
+        raise ValidationError({"scopes": [f"You cannot grant {', '.join(denied)}."]})
+    return scopes
 
 
 class ApiKeyListApi(OrgScopedApi):
@@ -23,7 +33,8 @@ class ApiKeyListApi(OrgScopedApi):
         key, plaintext = api_key_create(
             organization=self.organization, name=data.validated_data["name"], created_by=request.user,
             monthly_spend_limit=data.validated_data.get("spendingLimit"),
-            auto_disable=data.validated_data["autoDisable"], ip=client_ip(request))
+            auto_disable=data.validated_data["autoDisable"],
+            scopes=_grantable(request, self.membership, data.validated_data["scopes"]), ip=client_ip(request))
         # The plaintext is in this response only: it is never stored.
         return Response({**api_key_output(key, 0), "key": plaintext}, status=status.HTTP_201_CREATED)
 
@@ -42,6 +53,8 @@ class ApiKeyDetailApi(OrgScopedApi):
         key = self._key(key_id)
         data = ApiKeyUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
+        if "scopes" in data.validated_data:
+            _grantable(request, self.membership, data.validated_data["scopes"])
         key = api_key_update(key=key, changes=data.validated_data, actor=request.user, ip=client_ip(request))
         return Response(api_key_output(key, api_key_month_spend(api_key_id=key.pk)))
 

@@ -1,10 +1,13 @@
 """The base of every management endpoint: resolve the organization once, check the role's scope."""
 
 from django.db.models import Case, IntegerField, Value, When
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import MethodNotAllowed, NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apikeys.api.authentication import ApiKeyAuthentication
+from apikeys.selectors import KeyGrant
 from orgs.models import Membership, Organization
 from orgs.roles import role_has_scope
 from orgs.services import OrgRuleError
@@ -34,17 +37,31 @@ def membership_for(request, user, org_id: int | None = None) -> Membership:
 
 
 class OrgScopedApi(APIView):
-    """Subclasses declare ``scope_map`` (HTTP method → scope) and use ``self.organization``."""
+    """Subclasses declare ``scope_map`` (HTTP method → scope) and use ``self.organization``.
+
+    Signed-in members (session + CSRF) act with their role; an API key with management scopes acts for
+    its creator, in its own organization only, and only where both its scopes and its creator's current
+    role allow.
+    """
 
     scope_map: dict[str, str] = {}
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]  # a key named in the header wins
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication first
         scope = self.scope_map.get(request.method)
         if scope is None:
             raise MethodNotAllowed(request.method)
-        self.membership = membership_for(request, request.user, kwargs.get("org_id"))
+        grant = request.auth if isinstance(request.auth, KeyGrant) else None
+        org_id = kwargs.get("org_id")
+        if grant is not None:
+            if org_id is not None and org_id != grant.organization_id:
+                raise NotFound("No such organization.")
+            org_id = grant.organization_id
+        self.membership = membership_for(request, request.user, org_id)
         self.organization = self.membership.organization
+        if grant is not None and scope not in grant.scopes:
+            raise PermissionDenied(f"This API key does not have the {scope} scope.")
         if not role_has_scope(self.membership.role, scope):
             raise PermissionDenied(f"Your role ({self.membership.role}) does not allow {scope}.")
 
