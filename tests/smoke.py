@@ -1,4 +1,4 @@
-"""Start the embedded default exactly as `make run` does (SQLite, no Redis) and call it with the openai SDK."""
+"""Start the embedded default exactly as `make run` does (SQLite, no Redis) and call it with the official SDKs."""
 
 import os
 import re
@@ -9,6 +9,7 @@ import sys
 import tempfile
 from decimal import Decimal
 
+import anthropic
 import httpx
 from openai import OpenAI
 
@@ -42,10 +43,20 @@ def main() -> int:
         client = OpenAI(base_url=base, api_key=key)
         reply = client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "Hello"}])
         cost = Decimal(str(reply.usage.model_extra["cost"]))
+        streamed = [c for c in client.chat.completions.create(
+            model="gpt-5.5", stream=True, stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "Stream it"}])]
+        cost += Decimal(str(streamed[-1].usage.model_extra["cost"]))
+        claude = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}/api", api_key=key)
+        message = claude.messages.create(model="claude-sonnet-4-6", max_tokens=64,
+                                         messages=[{"role": "user", "content": "Hello"}])
+        cost += Decimal(str(message.usage.model_extra["cost"]))
         after = Decimal(str(httpx.get(f"{base}/credits", headers={"Authorization": f"Bearer {key}"}).json()["balance"]))
-        print(f"smoke: reply {reply.choices[0].message.content!r}, cost {cost}, balance {before} -> {after}")
-        assert reply.choices[0].message.content, "empty reply"
-        assert cost > 0 and before - after == cost, "the balance must drop by exactly the reported cost"
+        print(f"smoke: reply {reply.choices[0].message.content!r}, then a stream and a Claude message; "
+              f"cost {cost}, balance {before} -> {after}")
+        assert reply.choices[0].message.content and message.content[0].text, "empty reply"
+        assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices), "empty stream"
+        assert cost > 0 and before - after == cost, "the balance must drop by exactly the reported costs"
         print("smoke: 1 passed, 0 failed")
         return 0
     finally:
