@@ -11,11 +11,17 @@ from billing.money import micro_to_credits
 from hypereal.bulk_sql import update_by_pk
 from orgs.roles import BILLING, OWNER
 from orgs.services import audit_record
+from orgs.webhooks import webhook_event_emit
 
 
 def api_key_hash(plaintext: str) -> str:
     """Unsalted SHA-256: the key carries 256 random bits, so a slow hash would add nothing."""
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def _key_ref(key: ApiKey) -> dict:
+    """How webhook events name a key."""
+    return {"id": key.pk, "name": key.name, "redactedKey": key.redacted}
 
 
 def _key_state(key: ApiKey) -> dict:
@@ -75,6 +81,8 @@ def api_key_disable(*, key: ApiKey, reason: str, actor=None, ip: str | None = No
         key.save(update_fields=["disabled_at", "disabled_reason"])
         audit_record(organization=key.organization, action="api_key.disable", target=key, actor=actor, ip=ip,
                      after={"reason": reason})
+        webhook_event_emit(organization=key.organization, type="api_key.disabled",
+                           data={"apiKey": _key_ref(key), "reason": reason})
     return key
 
 
@@ -108,6 +116,9 @@ def budget_alert_send(*, key_id: int, month: str, threshold: int) -> bool:
         if disabled:
             api_key_disable(key=key, reason=f"Reached its monthly spending limit ({month}).")
         limit = micro_to_credits(key.monthly_spend_limit or 0)
+        webhook_event_emit(organization=key.organization, type="api_key.budget_alert",
+                           data={"apiKey": _key_ref(key), "month": month, "threshold": threshold,
+                                 "spendingLimit": str(limit), "disabled": disabled})
         if threshold >= 100:
             subject = f'[Hypereal] API key "{key.name}" reached its monthly limit of {limit} credits'
             action = ("It has been disabled automatically; an admin can re-enable it."

@@ -12,9 +12,10 @@ from django.conf import settings
 from django.db import transaction
 
 from billing.models import LedgerEntry, PaymentEvent, TopUp
-from billing.money import MICRO
+from billing.money import MICRO, micro_to_credits
 from billing.services import wallet_credit, wallet_debit_available, wallet_get_or_create
 from orgs.services import audit_record
+from orgs.webhooks import webhook_event_emit
 
 log = logging.getLogger(__name__)
 MIN_TOPUP_CENTS = 200  # 2 USD = 200 credits
@@ -91,9 +92,19 @@ def _topup_for(*, session_id: str | None = None, payment_intent: str | None = No
     return topups.filter(payment_intent_id=payment_intent).first() if payment_intent else None
 
 
-def _moved(record: PaymentEvent, topup: TopUp, amount: int) -> None:
+def _moved(record: PaymentEvent, topup: TopUp, entry: LedgerEntry | None, reason: str) -> None:
+    """Note what the event moved and tell the organization's webhooks, once per ledger entry."""
+    amount = entry.amount if entry else 0
     record.organization, record.amount = topup.organization, amount
     record.save(update_fields=["organization", "amount"])
+    if amount:
+        webhook_event_emit(
+            organization=topup.organization,
+            type="billing.credits_added" if amount > 0 else "billing.credits_removed",
+            data={"credits": str(micro_to_credits(abs(amount))),
+                  "balance": str(micro_to_credits(entry.balance_after)), "reason": reason,
+                  "reference": entry.reference},
+            idempotency_key=f"ledger:{entry.pk}")
 
 
 def _checkout_paid(record: PaymentEvent, session: dict) -> None:
@@ -105,13 +116,13 @@ def _checkout_paid(record: PaymentEvent, session: dict) -> None:
         return
     amount = credits_for_cents(topup.amount_cents)
     wallet = wallet_get_or_create(organization=topup.organization)
-    wallet_credit(wallet_id=wallet.pk, amount=amount, idempotency_key=f"stripe:checkout:{session['id']}",
-                  reference=session["id"], kind=LedgerEntry.Kind.TOPUP)
+    entry = wallet_credit(wallet_id=wallet.pk, amount=amount, reference=session["id"],
+                          idempotency_key=f"stripe:checkout:{session['id']}", kind=LedgerEntry.Kind.TOPUP)
     topup.status, topup.payment_intent_id = TopUp.Status.PAID, session.get("payment_intent") or ""
     topup.save(update_fields=["status", "payment_intent_id"])
     audit_record(organization=topup.organization, action="billing.topup_paid", target=topup,
                  after={"credits": topup.amount_cents})
-    _moved(record, topup, amount)
+    _moved(record, topup, entry, "topup")
 
 
 def _charge_refunded(record: PaymentEvent, charge: dict) -> None:
@@ -127,7 +138,7 @@ def _charge_refunded(record: PaymentEvent, charge: dict) -> None:
         entry = wallet_debit_available(wallet_id=wallet.pk, amount=due, reference=charge["id"],
                                        idempotency_key=f"stripe:refund:{charge['id']}:{charge['amount_refunded']}",
                                        kind=LedgerEntry.Kind.REFUND)
-        _moved(record, topup, entry.amount if entry else 0)
+        _moved(record, topup, entry, "refund")
 
 
 def _dispute_opened(record: PaymentEvent, dispute: dict) -> None:
@@ -140,7 +151,7 @@ def _dispute_opened(record: PaymentEvent, dispute: dict) -> None:
                                    kind=LedgerEntry.Kind.ADJUSTMENT)
     audit_record(organization=topup.organization, action="billing.dispute_opened", target=topup,
                  after={"dispute": dispute["id"], "amount_cents": dispute["amount"]})
-    _moved(record, topup, entry.amount if entry else 0)
+    _moved(record, topup, entry, "dispute")
 
 
 def _dispute_closed(record: PaymentEvent, dispute: dict) -> None:
@@ -151,9 +162,10 @@ def _dispute_closed(record: PaymentEvent, dispute: dict) -> None:
     topup = _topup_for(payment_intent=dispute.get("payment_intent"))
     if taken is None or topup is None:
         return
-    wallet_credit(wallet_id=taken.wallet_id, amount=-taken.amount, reference=dispute["id"],
-                  idempotency_key=f"stripe:dispute:{dispute['id']}:won", kind=LedgerEntry.Kind.ADJUSTMENT)
-    _moved(record, topup, -taken.amount)
+    entry = wallet_credit(wallet_id=taken.wallet_id, amount=-taken.amount, reference=dispute["id"],
+                          idempotency_key=f"stripe:dispute:{dispute['id']}:won",
+                          kind=LedgerEntry.Kind.ADJUSTMENT)
+    _moved(record, topup, entry, "dispute_won")
 
 
 _HANDLERS = {

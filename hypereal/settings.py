@@ -129,6 +129,9 @@ CELERY_BEAT_SCHEDULE = {
     "ledger-reconcile": {"task": "billing.tasks.ledger_reconcile", "schedule": 3600},
     "holds-expire": {"task": "billing.tasks.holds_expire", "schedule": 60},
     "request-logs-retention": {"task": "usage.tasks.request_logs_retention", "schedule": 6 * 3600},
+    # Webhook retries, and first attempts whose queued task was lost.
+    "webhook-deliveries": {"task": "orgs.tasks.webhook_deliveries_retry", "schedule": 30},
+    "webhook-deliveries-retention": {"task": "orgs.tasks.webhook_deliveries_retention", "schedule": 6 * 3600},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Operators who get alerts such as a ledger out of balance: comma-separated emails.
@@ -176,6 +179,8 @@ LOGGING = {
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+# Organization webhooks go to https endpoints only, unless this allows plain http (local receivers, tests).
+HYPEREAL_WEBHOOKS_ALLOW_LOCAL = env_bool("HYPEREAL_WEBHOOKS_ALLOW_LOCAL", False)
 PUBLIC_URL = os.environ.get("HYPEREAL_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/usage"

@@ -1,7 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from orgs.models import AuditEvent, Membership, Organization, User
+from orgs.models import AuditEvent, Membership, Organization, User, Webhook, WebhookDelivery
+from orgs.webhooks import webhook_update
 
 
 @admin.register(User)
@@ -59,4 +60,52 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    """Read-only but for switching webhooks off and on (audited); the secret is never shown."""
+
+    list_display = ("url", "organization", "enabled", "events", "created_by", "created_at")
+    list_filter = ("enabled", "created_at")
+    search_fields = ("url", "organization__slug", "created_by__email")
+    fields = readonly_fields = ("organization", "url", "events", "enabled", "created_by", "created_at")
+    actions = ("disable", "enable")
+
+    def has_add_permission(self, request):
+        return False  # the secret must be shown once: members create webhooks with the API
+
+    def _set_enabled(self, request, queryset, enabled: bool) -> int:
+        webhooks = list(queryset.exclude(enabled=enabled).select_related("organization"))
+        for webhook in webhooks:
+            webhook_update(webhook=webhook, changes={"enabled": enabled}, actor=request.user,
+                           ip=request.META.get("REMOTE_ADDR"))
+        return len(webhooks)
+
+    @admin.action(description="Disable selected webhooks")
+    def disable(self, request, queryset):
+        self.message_user(request, f"Disabled {self._set_enabled(request, queryset, False)} webhook(s).",
+                          messages.SUCCESS)
+
+    @admin.action(description="Enable selected webhooks")
+    def enable(self, request, queryset):
+        self.message_user(request, f"Enabled {self._set_enabled(request, queryset, True)} webhook(s).",
+                          messages.SUCCESS)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "event_type", "webhook", "status", "attempts", "last_status_code",
+                    "next_attempt_at", "delivered_at")
+    list_filter = ("status", "event_type", "created_at")
+    search_fields = ("event_id", "webhook__url", "webhook__organization__slug")
+    list_select_related = ("webhook",)
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

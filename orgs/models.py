@@ -174,3 +174,67 @@ class SAMLAssertionSeen(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["connection", "assertion_id"], name="saml_assertion_once")]
+
+
+class Webhook(models.Model):
+    """An endpoint an organization subscribes to events; every delivery is signed with its secret."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=500)
+    secret_encrypted = models.TextField(editable=False)
+    events = models.JSONField(default=list, help_text="Event types delivered here (orgs.webhooks.EVENTS).")
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="webhook_org_time")]
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def secret(self) -> str:
+        from hypereal.crypto import decrypt
+
+        return decrypt(self.secret_encrypted)
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        from hypereal.crypto import encrypt
+
+        self.secret_encrypted = encrypt(value)
+
+
+class WebhookDelivery(models.Model):
+    """One event for one webhook: the exact body sent, and how its attempts went."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.CharField(max_length=40, help_text="Shared by every webhook the event goes to.")
+    event_type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True,
+                                           help_text="When a pending delivery is due; empty once settled.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        constraints = [models.UniqueConstraint(fields=["webhook", "event_id"], name="webhook_delivery_once")]
+        indexes = [
+            models.Index(fields=["webhook", "-created_at"], name="webhook_delivery_time"),
+            models.Index(fields=["next_attempt_at"], condition=models.Q(status="pending"),
+                         name="webhook_delivery_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} → {self.webhook_id} ({self.status})"

@@ -5,7 +5,7 @@ OWNER, ADMIN, DEVELOPER, BILLING, VIEWER = "owner", "admin", "developer", "billi
 ROLES: dict[str, tuple[int, frozenset[str]]] = {  # rank, scopes — a higher rank manages lower ranks
     OWNER: (50, frozenset({"*"})),
     ADMIN: (40, frozenset({"org:read", "org:write", "members:write", "keys:read", "keys:write", "sso:write",
-                           "webhooks:write", "usage:read", "billing:read", "audit:read"})),
+                           "webhooks:read", "webhooks:write", "usage:read", "billing:read", "audit:read"})),
     DEVELOPER: (30, frozenset({"org:read", "keys:read", "keys:write", "gpu:write", "usage:read"})),
     BILLING: (20, frozenset({"org:read", "billing:read", "billing:write", "audit:read", "usage:read"})),
     VIEWER: (10, frozenset({"org:read", "keys:read", "billing:read", "audit:read", "usage:read"})),

@@ -13,6 +13,8 @@ from orgs.roles import ROLES
 from orgs.services import (OrgRuleError, invitation_accept, invitation_create, invitation_revoke,
                            membership_change_role, membership_remove, organization_create, organization_delete,
                            organization_rename, ownership_transfer)
+from orgs.webhooks import (webhook_create, webhook_delete, webhook_secret_rotate, webhook_test_send,
+                           webhook_update)
 
 
 def org_output(org: Organization, role: str) -> dict:
@@ -238,3 +240,90 @@ class SSOConnectionApi(OrgScopedApi):
                          actor=request.user, ip=client_ip(request), before={"domain": connection.domain})
             connection.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookInput(serializers.Serializer):
+    url = serializers.URLField(max_length=500)
+    events = serializers.ListField(child=serializers.CharField(max_length=64), allow_empty=False)
+    enabled = serializers.BooleanField(required=False)
+
+
+def webhook_output(webhook) -> dict:
+    """Never the secret: it is shown once, when created or rotated."""
+    return {"id": webhook.pk, "url": webhook.url, "events": webhook.events, "enabled": webhook.enabled,
+            "createdBy": webhook.created_by.email if webhook.created_by else None,
+            "createdAt": webhook.created_at}
+
+
+def delivery_output(delivery) -> dict:
+    return {"id": delivery.pk, "eventId": delivery.event_id, "type": delivery.event_type,
+            "status": delivery.status, "attempts": delivery.attempts,
+            "lastStatusCode": delivery.last_status_code,
+            "lastError": delivery.last_error or None, "nextAttemptAt": delivery.next_attempt_at,
+            "createdAt": delivery.created_at, "deliveredAt": delivery.delivered_at}
+
+
+class WebhookListApi(OrgScopedApi):
+    scope_map = {"GET": "webhooks:read", "POST": "webhooks:write"}
+
+    def get(self, request, org_id):
+        webhooks = self.organization.webhooks.select_related("created_by").order_by("-created_at")
+        return Response({"data": [webhook_output(w) for w in webhooks]})
+
+    def post(self, request, org_id):
+        data = valid(WebhookInput, request)
+        webhook, secret = webhook_create(organization=self.organization, url=data["url"],
+                                         events=data["events"], actor=request.user, ip=client_ip(request))
+        # The signing secret is in this response only: it is stored encrypted and never shown again.
+        return Response({**webhook_output(webhook), "secret": secret}, status=status.HTTP_201_CREATED)
+
+
+class WebhookObjectApi(OrgScopedApi):
+    def _webhook(self, webhook_id):
+        return get_object_or_404(self.organization.webhooks.select_related("created_by", "organization"),
+                                 pk=webhook_id)
+
+
+class WebhookDetailApi(WebhookObjectApi):
+    scope_map = {"GET": "webhooks:read", "PATCH": "webhooks:write", "DELETE": "webhooks:write"}
+
+    def get(self, request, org_id, webhook_id):
+        return Response(webhook_output(self._webhook(webhook_id)))
+
+    def patch(self, request, org_id, webhook_id):
+        data = WebhookInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        webhook = webhook_update(webhook=self._webhook(webhook_id), changes=data.validated_data,
+                                 actor=request.user, ip=client_ip(request))
+        return Response(webhook_output(webhook))
+
+    def delete(self, request, org_id, webhook_id):
+        webhook_delete(webhook=self._webhook(webhook_id), actor=request.user, ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookSecretRotateApi(WebhookObjectApi):
+    scope_map = {"POST": "webhooks:write"}
+
+    def post(self, request, org_id, webhook_id):
+        webhook, secret = webhook_secret_rotate(webhook=self._webhook(webhook_id), actor=request.user,
+                                                ip=client_ip(request))
+        return Response({**webhook_output(webhook), "secret": secret})
+
+
+class WebhookDeliveryListApi(WebhookObjectApi):
+    """The 100 most recent deliveries, newest first."""
+
+    scope_map = {"GET": "webhooks:read"}
+
+    def get(self, request, org_id, webhook_id):
+        deliveries = self._webhook(webhook_id).deliveries.order_by("-created_at")[:100]
+        return Response({"data": [delivery_output(d) for d in deliveries]})
+
+
+class WebhookTestApi(WebhookObjectApi):
+    scope_map = {"POST": "webhooks:write"}
+
+    def post(self, request, org_id, webhook_id):
+        delivery = webhook_test_send(webhook=self._webhook(webhook_id))
+        return Response(delivery_output(delivery), status=status.HTTP_202_ACCEPTED)
