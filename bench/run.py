@@ -148,14 +148,16 @@ def proc_status(pid: int, field_name: str) -> int:
 
 
 def tree_pids(pid: int) -> list[int]:
-    """pid and its descendants (a LiteLLM proxy may fork)."""
+    """pid and its descendants, whichever thread started them (the gateway's metering writer, LiteLLM's
+    workers)."""
     pids, frontier = [pid], [pid]
     while frontier:
         parent = frontier.pop()
         with contextlib.suppress(OSError):
-            for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
-                pids.append(int(child))
-                frontier.append(int(child))
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                for child in (task / "children").read_text().split():
+                    pids.append(int(child))
+                    frontier.append(int(child))
     return pids
 
 

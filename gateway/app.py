@@ -61,6 +61,7 @@ class Lifecycle:
 
     async def startup(self) -> None:
         await catalog()
+        await meter.start()
         self._tasks = [asyncio.create_task(catalog_refresh_forever()), asyncio.create_task(meter.run_forever())]
 
     async def shutdown(self) -> None:
@@ -70,6 +71,6 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await quota.flush()
-        await meter.flush()  # nothing served goes unbilled
+        await meter.stop()  # nothing served goes unbilled
         await upstream.close()
         await redis.close()

@@ -1,21 +1,23 @@
 """Charges and request logs, written in batches off the response path.
 
 Calls are queued in process and flushed every METER_FLUSH_MS (or sooner when the batch is full) in
-one transaction per batch. Pending amounts count against the balance floor until they are written;
+one transaction per batch, written by a child process (gateway.meter_writer) so that the writing never
+holds this process's GIL. Pending amounts count against the balance floor until they are written;
 shutdown flushes whatever is queued.
 """
 
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
 
-from gateway.db import run_db
-from usage.consumers import live_rows_render, live_rows_send
-from usage.services import CallRecord, call_records_save
+from gateway.meter_writer import MeterWriter
+from usage.consumers import live_rows_send
+from usage.services import CallRecord
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ class Meter:
         self._last_touch: dict[int, float] = {}
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
+        self._writer = MeterWriter()
+        self._hand_off = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meter")  # waits on the writer
 
     def record(self, record: CallRecord) -> None:
         self._queue.append(record)
@@ -57,7 +61,8 @@ class Meter:
             for start in range(0, len(pending), BATCH_SIZE):
                 batch = pending[start:start + BATCH_SIZE]
                 try:
-                    await run_db(call_records_save, records=batch, touched_keys=touched)
+                    live = await asyncio.get_running_loop().run_in_executor(
+                        self._hand_off, self._writer.write, batch, touched)
                 except Exception:
                     # Keep them for the next attempt; the write is idempotent per request id.
                     self._queue[:0] = pending[start:]
@@ -72,9 +77,17 @@ class Meter:
                         else:
                             self._pending_cost.pop(record.organization_id, None)
                 try:  # the live log is a nicety: it never holds up or fails the metering
-                    await live_rows_send(await run_db(live_rows_render, batch))
+                    await live_rows_send(live)
                 except Exception:
                     log.exception("live request-log update failed")
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._hand_off, self._writer.start)
+
+    async def stop(self) -> None:
+        """Write what is queued, then let the writer process go."""
+        await self.flush()
+        await asyncio.get_running_loop().run_in_executor(self._hand_off, self._writer.stop)
 
     async def run_forever(self) -> None:
         interval = settings.HYPEREAL["METER_FLUSH_MS"] / 1000

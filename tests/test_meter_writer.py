@@ -1,0 +1,58 @@
+"""The metering writer process: batches are committed by a child process, which is replaced if it dies."""
+
+import os
+import signal
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from billing.models import LedgerEntry
+from gateway.meter_writer import MeterWriter, MeterWriteError
+from gateway.usage import Usage
+from tests.conftest import gateway_env
+from usage.models import RequestLog
+from usage.services import CallRecord
+
+
+@pytest.fixture
+def writer(committed_db, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", gateway_env()["DATABASE_URL"])  # the child writes where the test reads
+    writer = MeterWriter()
+    yield writer
+    writer.stop()
+
+
+def calls(account, n: int, organization_id: int | None = None) -> list[CallRecord]:
+    return [CallRecord(request_id=f"req_mw_{uuid.uuid4().hex}", organization_id=organization_id or account.org.pk,
+                       api_key_id=account.key_id, endpoint="chat.completions", model="gpt-5.5", provider="sim",
+                       upstream_model="gpt-5.5", status=200, latency_ms=3, usage=Usage(input=10, output=20),
+                       cost=1_000, created_at=timezone.now()) for _ in range(n)]
+
+
+def test_a_batch_is_committed_by_the_child_before_write_returns(writer, account):
+    batch = calls(account, 3)
+    assert writer.write(batch, {}) == []  # no one is watching the live log
+    ids = [r.request_id for r in batch]
+    assert RequestLog.objects.filter(request_id__in=ids).count() == 3
+    assert LedgerEntry.objects.filter(reference__in=ids, kind=LedgerEntry.Kind.CHARGE).count() == 3
+
+
+def test_a_writer_that_died_is_replaced_and_the_batch_written_once(writer, account):
+    writer.write(calls(account, 1), {})
+    os.kill(writer._process.pid, signal.SIGKILL)
+    writer._process.join(10)
+    batch = calls(account, 2)
+    writer.write(batch, {})
+    writer.write(batch, {})  # sent again (as after a crash mid-batch): still logged and charged once
+    ids = [r.request_id for r in batch]
+    assert RequestLog.objects.filter(request_id__in=ids).count() == 2
+    assert LedgerEntry.objects.filter(reference__in=ids).count() == 2
+
+
+def test_a_batch_the_database_refuses_is_reported_and_the_writer_goes_on(writer, account):
+    with pytest.raises(MeterWriteError, match="IntegrityError"):
+        writer.write(calls(account, 1, organization_id=10**9), {})  # no such organization
+    batch = calls(account, 1)
+    writer.write(batch, {})
+    assert RequestLog.objects.filter(request_id=batch[0].request_id).exists()
