@@ -988,14 +988,16 @@ def report(cfg: Config, rows: list[Row], soak: dict | None, billing: dict, notes
         "",
         f"{environment()}.",
         "",
-        "One gateway process (uvicorn `hypereal.asgi:application`, uvloop + httptools, pinned to one core) on "
+        "One gateway process (uvicorn `hypereal.asgi:application`, uvloop + httptools, pinned to one core, with "
+        "its metering writer child on the same core) on "
         "PostgreSQL + Redis with all accounting on (key auth, wallet reservation, per-key spending-limit "
         "reservation, RPM/TPM limiter, metered charge + request log). Load from `wrk` (one thread, on the "
         "other core, with the fake upstream). `direct` = wrk straight to the fake upstream (0 ms, which then "
         f"has the first core). Each row: {cfg.warmup} s warm-up, then {cfg.duration} s measured. Latency of a "
-        "stream is the whole stream (20 content chunks + finish + usage + [DONE]). Peak RSS is the gateway's "
-        "VmHWM during the measured part (reset after warm-up). CPU ms/req = CPU time of the measured process "
-        "(gateway, all threads; for `direct`, the fake upstream) per request: one core's capacity is about "
+        "stream is the whole stream (20 content chunks + finish + usage + [DONE]). Peak RSS is the VmHWM "
+        "of the gateway and its child processes during the measured part (reset after warm-up). CPU ms/req = "
+        "CPU time of the measured processes (gateway, all threads and children; for `direct`, the fake "
+        "upstream) per request: one core's capacity is about "
         "1000 / that. Others on core = share of that core used meanwhile by other processes (PostgreSQL and "
         "Redis when the scheduler puts them there, and anything else running on the machine): when it is "
         "high, the req/s and latency of that row understate the gateway.",
