@@ -34,6 +34,8 @@ from gateway.usage import Usage
 CHARS_PER_TOKEN = 4  # estimates, used only where an exact count cannot exist
 RETRYABLE_STATUS = {408, 409, 429}
 MODEL_KEYS = {providers.GEMINI: b"modelVersion"}  # where a native answer names its model; else "model"
+# What a translator raises on a request it cannot read or express; the client gets a 400.
+UNTRANSLATABLE = (TranslationError, KeyError, TypeError, AttributeError, ValueError)
 
 
 @dataclass(slots=True)
@@ -146,7 +148,7 @@ class Exchange:
         if self._chat is None:
             try:
                 self._chat = self.ingress.to_chat(self.request)
-            except (TranslationError, KeyError, TypeError, AttributeError, ValueError) as exc:
+            except UNTRANSLATABLE as exc:
                 raise invalid_request(f"The request could not be read: {exc}", code="invalid_request") from None
         return self._chat
 
@@ -155,7 +157,7 @@ class Exchange:
             return self.request.body
         try:
             return providers.request_from_chat(fmt, self._chat_request())
-        except (TranslationError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        except UNTRANSLATABLE as exc:
             raise invalid_request(f"The request cannot be sent to this model: {exc}",
                                   code="unsupported_for_model") from None
 
@@ -324,11 +326,7 @@ class _TranslatedRelay:
         exchange, ingress = self.exchange, self.exchange.ingress
         items = []
         for chunk in chunks:
-            for choice in chunk.get("choices") or ():
-                delta = choice.get("delta") or {}
-                exchange.produced += len(delta.get("content") or "") + len(delta.get("reasoning_content") or "")
-                for call in delta.get("tool_calls") or ():
-                    exchange.produced += len((call.get("function") or {}).get("arguments") or "")
+            exchange.produced += providers.chat_output_chars(chunk)
             if chunk.get("error"):
                 exchange.status, exchange.error_type = 502, "upstream_stream_error"
             items += self.translator.feed(chunk)

@@ -13,7 +13,7 @@ from gateway.errors import GatewayError, invalid_request, openai_error_body
 from gateway.formats.anthropic import ChatToAnthropicStream, anthropic_response_from_chat, chat_request_from_anthropic
 from gateway.formats.gemini import ChatToGeminiStream, chat_request_from_gemini, gemini_response_from_chat
 from gateway.formats.responses import ChatToResponsesStream, chat_request_from_responses, responses_response_from_chat
-from gateway.providers import ANTHROPIC, CHAT, GEMINI, RESPONSES, load_json
+from gateway.providers import ANTHROPIC, CHAT, GEMINI, RESPONSES, chat_output_chars, load_json
 from gateway.sse import encode_data, encode_event, event_field
 from gateway.usage import Usage
 
@@ -66,8 +66,17 @@ class Observer:
         self.failed = False  # the upstream sent an error event
 
     def feed(self, raw: bytes) -> bytes:
-        """The event to send for this upstream event (b"" drops it)."""
+        """The event to send for this upstream event (b"" drops it); events without a JSON object in their
+        data (comments, pings, ``[DONE]``) go to ``_other``, which passes them on."""
+        data = event_field(raw, b"data")
+        payload = load_json(data) if data is not None else None
+        return self._watch(raw, payload) if isinstance(payload, dict) else self._other(raw, data)
+
+    def _watch(self, raw: bytes, payload: dict) -> bytes:
         raise NotImplementedError
+
+    def _other(self, raw: bytes, data: bytes | None) -> bytes:
+        return raw
 
 
 class Ingress:
@@ -123,16 +132,11 @@ class ChatObserver(Observer):
         super().__init__(price)
         self.wants_usage = wants_usage
 
-    def feed(self, raw: bytes) -> bytes:
-        data = event_field(raw, b"data")
-        if data is None:
-            return raw
-        if data == b"[DONE]":
-            self.finished = True
-            return raw
-        chunk = load_json(data)
-        if not isinstance(chunk, dict):
-            return raw  # not ours to judge: passed on untouched
+    def _other(self, raw: bytes, data: bytes | None) -> bytes:
+        self.finished = self.finished or data == b"[DONE]"
+        return raw  # a comment, [DONE], or data not ours to judge: passed on untouched
+
+    def _watch(self, raw: bytes, chunk: dict) -> bytes:
         if chunk.get("error"):
             self.failed = True
             return raw
@@ -143,11 +147,7 @@ class ChatObserver(Observer):
             else:
                 del chunk["usage"]
             return encode_data(chunk) if self.wants_usage or chunk.get("choices") else b""
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            self.produced += len(delta.get("content") or "") + len(delta.get("reasoning_content") or "")
-            for tool_call in delta.get("tool_calls") or ():
-                self.produced += len((tool_call.get("function") or {}).get("arguments") or "")
+        self.produced += chat_output_chars(chunk)
         return raw
 
 
@@ -215,11 +215,7 @@ class AnthropicObserver(Observer):
         super().__init__(price)
         self._usage: dict = {}
 
-    def feed(self, raw: bytes) -> bytes:
-        data = event_field(raw, b"data")
-        payload = load_json(data) if data is not None else None
-        if not isinstance(payload, dict):
-            return raw
+    def _watch(self, raw: bytes, payload: dict) -> bytes:
         kind = payload.get("type")
         if kind == "content_block_delta":
             delta = payload.get("delta") or {}
@@ -300,11 +296,7 @@ class ResponsesObserver(Observer):
         super().__init__(price)
         self.sequence = -1
 
-    def feed(self, raw: bytes) -> bytes:
-        data = event_field(raw, b"data")
-        payload = load_json(data) if data is not None else None
-        if not isinstance(payload, dict):
-            return raw
+    def _watch(self, raw: bytes, payload: dict) -> bytes:
         kind = payload.get("type")
         if isinstance(payload.get("sequence_number"), int):
             self.sequence = payload["sequence_number"]
@@ -358,11 +350,7 @@ class ResponsesIngress(NamedEventIngress):
 # --- Gemini ----------------------------------------------------------------------------------------------
 
 class GeminiObserver(Observer):
-    def feed(self, raw: bytes) -> bytes:
-        data = event_field(raw, b"data")
-        payload = load_json(data) if data is not None else None
-        if not isinstance(payload, dict):
-            return raw
+    def _watch(self, raw: bytes, payload: dict) -> bytes:
         if payload.get("error"):
             self.failed = True
             return raw

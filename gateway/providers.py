@@ -155,13 +155,26 @@ def sse_item(fmt: str, raw: bytes) -> SSEEvent | dict | None:
     data = event_field(raw, b"data")
     if data is None:
         return None
-    if fmt in (CHAT, GEMINI):
-        return {"done": True} if data == b"[DONE]" else load_json(data)
+    if fmt in (CHAT, GEMINI) and data == b"[DONE]":
+        return {"done": True}
     payload = load_json(data)
     if not isinstance(payload, dict):
-        return None
+        return None  # not an event any translator could read
+    if fmt in (CHAT, GEMINI):
+        return payload
     name = event_field(raw, b"event")
     return (name.decode() if name else payload.get("type", "")), payload
+
+
+def chat_output_chars(chunk: dict) -> int:
+    """Characters of output in one chat.completion.chunk: text, reasoning and tool-call arguments."""
+    produced = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        produced += len(delta.get("content") or "") + len(delta.get("reasoning_content") or "")
+        for call in delta.get("tool_calls") or ():
+            produced += len((call.get("function") or {}).get("arguments") or "")
+    return produced
 
 
 class ChatDecoder:

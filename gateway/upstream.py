@@ -9,7 +9,6 @@ import asyncio
 from dataclasses import dataclass
 
 import aiohttp
-from django.conf import settings
 
 from gateway.errors import GatewayError
 
