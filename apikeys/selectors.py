@@ -20,7 +20,7 @@ class KeyGrant:
 
 def api_key_grant(*, plaintext: str) -> tuple[object, KeyGrant] | None:
     """The key's creator (whom it acts for) and its grant; None for an unknown key."""
-    key = ApiKey.objects.filter(key_hash=api_key_hash(plaintext)).select_related("created_by").first()
+    key = api_key_by_hash(key_hash=api_key_hash(plaintext))
     if key is None:
         return None
     return key.created_by, KeyGrant(key_id=key.pk, organization_id=key.organization_id, scopes=key.scope_set,
@@ -28,7 +28,7 @@ def api_key_grant(*, plaintext: str) -> tuple[object, KeyGrant] | None:
 
 
 def api_key_by_hash(*, key_hash: str) -> ApiKey | None:
-    return ApiKey.objects.filter(key_hash=key_hash).select_related("organization").first()
+    return ApiKey.objects.filter(key_hash=key_hash).select_related("organization", "created_by").first()
 
 
 def api_keys_with_month_spend(*, organization) -> list[tuple[ApiKey, int]]:

@@ -1,4 +1,4 @@
-"""The gateway's shared view of each wallet's spendable balance (see gateway/wallet.py).
+"""The gateway's shared view of each wallet's spendable balance (see gateway/quota.py).
 
 Billing services call ``spendable_adjust`` after commit whenever credits move outside the gateway
 (top-ups, refunds, disputes, holds), so the gateway's counter stays equal to the wallet.

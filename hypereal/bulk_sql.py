@@ -1,14 +1,16 @@
-"""Batch SQL for the metering flush, which runs in the gateway's process: its CPU is taken from requests.
+"""Batch SQL: the metering flush's writes, and deletions of old rows a batch at a time.
 
-A few statements per batch instead of the ORM's per-row model instances and field preparation. Table
-and column names come from Django's ``_meta``; values must already be adapted for the connection
-(``connection.ops.adapt_*_value``). PostgreSQL and SQLite (the embedded default) are both supported.
+The flush's writes are a few statements per batch instead of the ORM's per-row model instances and
+field preparation. Table and column names come from Django's ``_meta``; values must already be adapted
+for the connection (``connection.ops.adapt_*_value``). PostgreSQL and SQLite (the embedded default) are
+both supported.
 """
 
 import json
 from collections.abc import Sequence
 
 from django.db import connection, models
+from django.db.models import QuerySet
 
 
 def existing_values(model: type[models.Model], field: str, values: Sequence[str]) -> set[str]:
@@ -56,3 +58,11 @@ def update_by_pk(model: type[models.Model], field: str, values: Sequence[tuple[i
                            f"{' '.join(['WHEN %s THEN %s'] * len(chunk))} END "
                            f"WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})",
                            [*(v for pair in chunk for v in pair), *(key for key, _ in chunk)])
+
+
+def delete_in_batches(rows: QuerySet, *, batch_size: int = 10_000) -> int:
+    """Delete ``rows`` a batch of primary keys at a time, so a large purge never holds one long lock."""
+    deleted = 0
+    while ids := list(rows.values_list("pk", flat=True)[:batch_size]):
+        deleted += rows.model.objects.filter(pk__in=ids).delete()[0]
+    return deleted

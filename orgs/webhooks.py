@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from hypereal.bulk_sql import delete_in_batches
 from orgs.models import Organization, User, Webhook, WebhookDelivery
 from orgs.services import OrgRuleError, audit_record
 
@@ -269,7 +270,4 @@ def webhook_deliveries_prune(*, batch_size: int = 10_000) -> int:
     """Delete settled deliveries older than the request-log retention age, a batch at a time."""
     cutoff = timezone.now() - timedelta(days=settings.HYPEREAL["LOG_RETENTION_DAYS"])
     settled = WebhookDelivery.objects.filter(created_at__lt=cutoff).exclude(status=WebhookDelivery.Status.PENDING)
-    deleted = 0
-    while ids := list(settled.values_list("pk", flat=True)[:batch_size]):
-        deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[0]
-    return deleted
+    return delete_in_batches(settled, batch_size=batch_size)

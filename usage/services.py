@@ -1,12 +1,14 @@
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
 from apikeys.services import api_keys_touch
 from billing.services import UsageCharge, usage_charges_apply
 from gateway.usage import Usage
-from hypereal.bulk_sql import existing_values, insert_rows
+from hypereal.bulk_sql import delete_in_batches, existing_values, insert_rows
 from usage.models import RequestLog
 from usage.rollups import rollups_add
 
@@ -76,13 +78,5 @@ def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, date
 
 def request_logs_prune(*, batch_size: int = 10_000) -> int:
     """Delete request logs older than the retention age, a batch at a time (rollups are kept)."""
-    from datetime import timedelta
-
-    from django.conf import settings
-    from django.utils import timezone
-
     cutoff = timezone.now() - timedelta(days=settings.HYPEREAL["LOG_RETENTION_DAYS"])
-    deleted = 0
-    while ids := list(RequestLog.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:batch_size]):
-        deleted += RequestLog.objects.filter(pk__in=ids).delete()[0]
-    return deleted
+    return delete_in_batches(RequestLog.objects.filter(created_at__lt=cutoff), batch_size=batch_size)
