@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from apikeys.models import KEY_PREFIX, ApiKey, BudgetAlert
 from billing.money import micro_to_credits
-from hypereal.bulk_sql import update_by_pk
+from core.bulk_sql import update_by_pk
 from orgs.roles import BILLING, OWNER
 from orgs.services import audit_record
 from orgs.webhooks import webhook_event_emit

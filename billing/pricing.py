@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 PER = 1_000_000  # prices are per million tokens
 
@@ -17,7 +17,7 @@ class TokenPrices:
     output: int
 
 
-def token_cost(usage: Usage, prices: TokenPrices) -> int:
+def token_cost(usage: TokenUsage, prices: TokenPrices) -> int:
     """Cost in micro-credits, rounded up once so a call is never billed below its price."""
     uncached = max(usage.input - usage.cached_read - usage.cache_write, 0)
     numerator = (

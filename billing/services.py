@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from billing.models import Hold, LedgerEntry, Wallet
 from billing.spendable import spendable_adjust_on_commit
-from hypereal.bulk_sql import existing_values, insert_rows, update_by_pk
+from core.bulk_sql import existing_values, insert_rows, update_by_pk
 
 
 class InsufficientCredits(Exception):

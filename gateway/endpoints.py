@@ -14,9 +14,9 @@ from gateway.formats.gemini import looks_like_openai
 from gateway.http import Receive, Scope, Send, header, parse_json_object, read_body, send_json
 from gateway.ingress import (ANTHROPIC_INGRESS, CHAT_INGRESS, GEMINI_CHAT_INGRESS, GEMINI_INGRESS, RESPONSES_INGRESS,
                              ClientRequest, Ingress)
-from gateway.pipeline import Call, cancel_on_disconnect
+from gateway.call import Call, cancel_on_disconnect
 from gateway.routing import choose_route
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 FORWARDED_HEADERS = {ANTHROPIC_INGRESS.format: (b"anthropic-version", b"anthropic-beta")}
 
@@ -64,14 +64,14 @@ async def _serve(ingress: Ingress, scope: Scope, receive: Receive, send: Send, *
         route = await choose_route(await catalog(), request, capability="chat")
         ingress.admit(route)
         model_id = route.public_id
-        hold = await quota.take(ctx, amount=_worst_case_cost(route, request, len(raw)),
+        reservation = await quota.take(ctx, amount=_worst_case_cost(route, request, len(raw)),
                                 tokens=_token_estimate(request, len(raw)))
-        call.headers.update(hold.decision.headers())
+        call.headers.update(reservation.decision.headers())
         exchange = Exchange(ingress, call, ctx, route, request, len(raw), send)
         try:
             await cancel_on_disconnect(receive, exchange.run(), lambda: exchange.answered)
         finally:
-            quota.settle(hold, cost=exchange.cost, tokens=exchange.usage.total if exchange.usage else 0)
+            quota.settle(reservation, cost=exchange.cost, tokens=exchange.usage.total if exchange.usage else 0)
     except GatewayError as err:
         if err.status != 499:
             await send_json(send, err.status, ingress.error_body(err), {**call.headers, **err.headers})
@@ -90,4 +90,4 @@ def _token_estimate(request: ClientRequest, body_size: int) -> int:
 
 def _worst_case_cost(route: Route, request: ClientRequest, body_size: int) -> int:
     """What the wallet and spending-limit reservations take: every body byte as a prompt token, plus max output."""
-    return token_cost(Usage(input=body_size, output=_token_estimate(request, 0)), route.prices)
+    return token_cost(TokenUsage(input=body_size, output=_token_estimate(request, 0)), route.prices)

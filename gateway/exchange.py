@@ -26,10 +26,10 @@ from gateway.formats.responses import responses_from_sse_events
 from gateway.health import health
 from gateway.http import SSE_HEADERS, Send, encode_headers, send_json
 from gateway.ingress import ClientRequest, Ingress
-from gateway.pipeline import Call
+from gateway.call import Call
 from gateway.sse import SSEParser
 from gateway.upstream import UpstreamFailure, UpstreamResponse
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 CHARS_PER_TOKEN = 4  # estimates, used only where an exact count cannot exist
 RETRYABLE_STATUS = {408, 409, 429}
@@ -55,7 +55,7 @@ class Exchange:
         self.body_size, self.send = body_size, send
         self.deadline = call.started + settings.HYPEREAL["REQUEST_DEADLINE_SECONDS"]
         self.target: Target | None = None
-        self.usage: Usage | None = None
+        self.usage: TokenUsage | None = None
         self.produced = 0
         self.cost = 0
         self.status, self.error_type = 200, ""
@@ -83,7 +83,7 @@ class Exchange:
         finally:
             self._record()
 
-    def price(self, usage: Usage) -> float:
+    def price(self, usage: TokenUsage) -> float:
         return micro_to_json(token_cost(usage, self.route.prices))
 
     def _record(self) -> None:
@@ -92,10 +92,10 @@ class Exchange:
             # counts may lag): bill at least what was produced, estimated from what was sent.
             produced = -(-self.produced // CHARS_PER_TOKEN)
             if self.usage is None:
-                self.usage = Usage(input=self.body_size // CHARS_PER_TOKEN, output=produced)
+                self.usage = TokenUsage(input=self.body_size // CHARS_PER_TOKEN, output=produced)
             else:
                 self.usage = replace(self.usage, output=max(self.usage.output, produced))
-        usage, target = self.usage or Usage(), self.target
+        usage, target = self.usage or TokenUsage(), self.target
         self.cost = token_cost(usage, self.route.prices)
         self.call.record(org_id=self.ctx.org_id, key_id=self.ctx.key_id, model=self.route.public_id,
                          status=self.status, usage=usage, cost=self.cost,
@@ -270,7 +270,7 @@ class _NativeRelay:
             for sep in (b"", b" ")]
 
     @property
-    def usage(self) -> Usage | None:
+    def usage(self) -> TokenUsage | None:
         return self.observer.usage
 
     def feed(self, events: list[bytes]) -> bytes:
@@ -303,11 +303,11 @@ class _TranslatedRelay:
         model = exchange.route.public_id
         self.decoder = providers.chat_decoder(opened.fmt, model)
         self.translator = exchange.ingress.translator(exchange.request, model)
-        self._priced: Usage | None = None
+        self._priced: TokenUsage | None = None
         self._cost = 0.0
 
     @property
-    def usage(self) -> Usage | None:
+    def usage(self) -> TokenUsage | None:
         return self.decoder.usage
 
     def feed(self, events: list[bytes]) -> bytes:

@@ -8,7 +8,7 @@ from gateway.db import run_db
 from gateway.errors import GatewayError
 from gateway.http import Receive, Scope, Send, send_json
 from gateway.metering import meter
-from gateway.pipeline import Call
+from gateway.call import Call
 from usage.selectors import api_key_month_spend
 
 

@@ -15,7 +15,7 @@ from gateway.formats.gemini import ChatToGeminiStream, chat_request_from_gemini,
 from gateway.formats.responses import ChatToResponsesStream, chat_request_from_responses, responses_response_from_chat
 from gateway.providers import ANTHROPIC, CHAT, GEMINI, RESPONSES, chat_output_chars, load_json
 from gateway.sse import encode_data, encode_event, event_field
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 GATEWAY_FIELDS = ("intent", "hypereal")  # ours: never forwarded upstream
 OPENAI_PING = b": ping\n\n"
@@ -24,7 +24,7 @@ GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "FAILED_PRE
                403: "PERMISSION_DENIED", 404: "NOT_FOUND", 405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT",
                429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 502: "UNAVAILABLE",
                503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
-Price = Callable[[Usage], float]  # usage → cost in credits, for the answer
+Price = Callable[[TokenUsage], float]  # usage → cost in credits, for the answer
 
 
 @dataclass(slots=True)
@@ -60,7 +60,7 @@ class Observer:
 
     def __init__(self, price: Price) -> None:
         self.price = price
-        self.usage: Usage | None = None
+        self.usage: TokenUsage | None = None
         self.produced = 0  # characters of output, for time-to-first-token and estimates
         self.finished = False
         self.failed = False  # the upstream sent an error event
@@ -105,7 +105,7 @@ class Ingress:
     def answer_from_chat(self, chat: dict, model: str) -> dict:
         raise NotImplementedError
 
-    def stamp_answer(self, answer: dict, usage: Usage, cost: float) -> None:
+    def stamp_answer(self, answer: dict, usage: TokenUsage, cost: float) -> None:
         answer["usage"] = {**(answer.get("usage") or {}), "cost": cost}
 
     def observer(self, request: ClientRequest, price: Price) -> Observer:
@@ -141,7 +141,7 @@ class ChatObserver(Observer):
             self.failed = True
             return raw
         if chunk.get("usage"):
-            self.usage = Usage.from_openai_chat(chunk["usage"])
+            self.usage = TokenUsage.from_openai_chat(chunk["usage"])
             if self.wants_usage:
                 chunk["usage"]["cost"] = self.price(self.usage)
             else:
@@ -235,7 +235,7 @@ class AnthropicObserver(Observer):
 
     def _merge(self, usage: dict | None) -> None:
         self._usage.update({k: v for k, v in (usage or {}).items() if v is not None})
-        self.usage = Usage.from_anthropic(self._usage)
+        self.usage = TokenUsage.from_anthropic(self._usage)
 
 
 class NamedEventIngress(Ingress):
@@ -306,7 +306,7 @@ class ResponsesObserver(Observer):
             self.finished = True
             response = payload.get("response") or {}
             if response.get("usage"):
-                self.usage = Usage.from_responses(response["usage"])
+                self.usage = TokenUsage.from_responses(response["usage"])
                 response["usage"]["cost"] = self.price(self.usage)
                 return encode_event(kind, payload)
         elif kind == "error":
@@ -355,7 +355,7 @@ class GeminiObserver(Observer):
             self.failed = True
             return raw
         if payload.get("usageMetadata"):
-            self.usage = Usage.from_gemini(payload["usageMetadata"])  # the last one is authoritative
+            self.usage = TokenUsage.from_gemini(payload["usageMetadata"])  # the last one is authoritative
         for candidate in payload.get("candidates") or ():
             for part in (candidate.get("content") or {}).get("parts") or ():
                 self.produced += len(part.get("text") or "")
@@ -390,7 +390,7 @@ class GeminiIngress(Ingress):
     def answer_from_chat(self, chat: dict, model: str) -> dict:
         return gemini_response_from_chat(chat, model=model)
 
-    def stamp_answer(self, answer: dict, usage: Usage, cost: float) -> None:
+    def stamp_answer(self, answer: dict, usage: TokenUsage, cost: float) -> None:
         answer["usageMetadata"] = {**(answer.get("usageMetadata") or usage.to_gemini()), "cost": cost}
 
     def observer(self, request: ClientRequest, price: Price) -> Observer:

@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from hypereal.crypto import decrypt, encrypt
+from core.crypto import decrypt, encrypt
 
 
 class Provider(models.Model):

@@ -13,7 +13,7 @@ from gateway.formats.anthropic import AnthropicToChatStream, anthropic_request_f
 from gateway.formats.common import SSEEvent
 from gateway.formats.gemini import GeminiToChatStream, chat_response_from_gemini, gemini_request_from_chat
 from gateway.sse import event_field
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 CHAT, RESPONSES, ANTHROPIC, GEMINI = "chat", "responses", "anthropic", "gemini"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -130,14 +130,14 @@ def request_from_chat(fmt: str, chat: dict) -> dict:
 
 # --- answers -----------------------------------------------------------------------------------------
 
-def usage_of(fmt: str, data: dict) -> Usage:
+def usage_of(fmt: str, data: dict) -> TokenUsage:
     if fmt == CHAT:
-        return Usage.from_openai_chat(data.get("usage"))
+        return TokenUsage.from_openai_chat(data.get("usage"))
     if fmt == RESPONSES:
-        return Usage.from_responses(data.get("usage"))
+        return TokenUsage.from_responses(data.get("usage"))
     if fmt == ANTHROPIC:
-        return Usage.from_anthropic(data.get("usage"))
-    return Usage.from_gemini(data.get("usageMetadata"))
+        return TokenUsage.from_anthropic(data.get("usage"))
+    return TokenUsage.from_gemini(data.get("usageMetadata"))
 
 
 def chat_from_answer(fmt: str, data: dict, model: str) -> dict:
@@ -181,7 +181,7 @@ class ChatDecoder:
     """A chat upstream's stream as chat chunks (the pivot already): it only watches for usage and the end."""
 
     def __init__(self) -> None:
-        self.usage: Usage | None = None
+        self.usage: TokenUsage | None = None
         self.finished = False
 
     def feed(self, item: dict) -> list[dict]:
@@ -189,7 +189,7 @@ class ChatDecoder:
             self.finished = True
             return []
         if item.get("usage"):
-            self.usage = Usage.from_openai_chat(item["usage"])
+            self.usage = TokenUsage.from_openai_chat(item["usage"])
         return [item]
 
     def finish(self) -> list[dict]:
@@ -204,7 +204,7 @@ class _WriterDecoder:
         self.finished = False
 
     @property
-    def usage(self) -> Usage | None:
+    def usage(self) -> TokenUsage | None:
         return self._writer.usage
 
     def feed(self, item) -> list[dict]:

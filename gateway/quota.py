@@ -129,7 +129,7 @@ return spent
 
 
 @dataclass(frozen=True, slots=True)
-class Hold:
+class Reservation:
     """What one call took: given back by ``settle`` whatever happens to the call."""
 
     ctx: KeyContext
@@ -176,7 +176,7 @@ class _Local:
         self.spent: dict[tuple[int, str], int] = {}
         self.alerted: set[tuple[int, str, int]] = set()
 
-    async def take(self, ctx: KeyContext, amount: int, tokens: int, month: str) -> Hold:
+    async def take(self, ctx: KeyContext, amount: int, tokens: int, month: str) -> Reservation:
         org_id, floor = ctx.org_id, settings.HYPEREAL["MIN_BALANCE_CREDITS"] * MICRO
         loaded = self.balances.get(org_id)
         if loaded is None or time.monotonic() - loaded[0] >= settings.HYPEREAL["BALANCE_CACHE_SECONDS"]:
@@ -200,16 +200,16 @@ class _Local:
         self.inflight[org_id] = self.inflight.get(org_id, 0) + amount
         if ctx.monthly_spend_limit is not None:
             self.spent[slot] += amount
-        return Hold(ctx, amount, tokens, decision, month)
+        return Reservation(ctx, amount, tokens, decision, month)
 
-    def settle(self, hold: Hold, cost: int, tokens: int) -> int | None:
-        ctx = hold.ctx
-        self.inflight[ctx.org_id] -= hold.amount
-        self.window.add(ctx.org_id, hold.decision.bucket, tokens=tokens - hold.tokens)
+    def settle(self, reservation: Reservation, cost: int, tokens: int) -> int | None:
+        ctx = reservation.ctx
+        self.inflight[ctx.org_id] -= reservation.amount
+        self.window.add(ctx.org_id, reservation.decision.bucket, tokens=tokens - reservation.tokens)
         if ctx.monthly_spend_limit is None:
             return None
-        slot = (ctx.key_id, hold.month)
-        self.spent[slot] = self.spent.get(slot, 0) + cost - hold.amount
+        slot = (ctx.key_id, reservation.month)
+        self.spent[slot] = self.spent.get(slot, 0) + cost - reservation.amount
         return self.spent[slot]
 
 
@@ -217,7 +217,7 @@ _local = _Local()
 _background: set[asyncio.Task] = set()
 
 
-async def take(ctx: KeyContext, *, amount: int, tokens: int) -> Hold:
+async def take(ctx: KeyContext, *, amount: int, tokens: int) -> Reservation:
     """Reserve ``amount`` micro-credits and ``tokens`` for one call, or refuse it with 402/429."""
     month = _month()
     redis = redis_client()
@@ -247,15 +247,15 @@ async def take(ctx: KeyContext, *, amount: int, tokens: int) -> Hold:
         raise _insufficient()
     if outcome == OVER_LIMIT:
         raise _over_limit(ctx, month)
-    return Hold(ctx, amount, tokens, decision, month)
+    return Reservation(ctx, amount, tokens, decision, month)
 
 
-def settle(hold: Hold, *, cost: int, tokens: int) -> None:
+def settle(reservation: Reservation, *, cost: int, tokens: int) -> None:
     """The call cost ``cost`` and used ``tokens``: give back the rest of what it took."""
     if redis_client() is None:
-        _alert_if_due(hold, _local.settle(hold, cost, tokens))
+        _alert_if_due(reservation, _local.settle(reservation, cost, tokens))
         return
-    _settler.add(hold, cost, tokens)
+    _settler.add(reservation, cost, tokens)
 
 
 class _Settler:
@@ -263,11 +263,11 @@ class _Settler:
     together in the next (no added delay when idle, one round trip for many under load)."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[Hold, int, int]] = []
+        self.pending: list[tuple[Reservation, int, int]] = []
         self.task: asyncio.Task | None = None
 
-    def add(self, hold: Hold, cost: int, tokens: int) -> None:
-        self.pending.append((hold, cost, tokens))
+    def add(self, reservation: Reservation, cost: int, tokens: int) -> None:
+        self.pending.append((reservation, cost, tokens))
         if self.task is None:
             self.task = asyncio.ensure_future(self._drain())
 
@@ -283,19 +283,20 @@ class _Settler:
         if not batch:
             return True
         keys, args = [], []
-        for hold, cost, tokens in batch:
-            ctx = hold.ctx
-            keys += [spendable_key(ctx.org_id), ratelimit_keys(ctx.org_id)[1], _spend_key(ctx, hold.month)]
-            args += [hold.amount - cost, hold.decision.bucket, tokens - hold.tokens if ctx.tpm else 0,
-                     cost - hold.amount if ctx.monthly_spend_limit is not None else ""]
+        for reservation, cost, tokens in batch:
+            ctx = reservation.ctx
+            keys += [spendable_key(ctx.org_id), ratelimit_keys(ctx.org_id)[1], _spend_key(ctx, reservation.month)]
+            args += [reservation.amount - cost, reservation.decision.bucket,
+                     tokens - reservation.tokens if ctx.tpm else 0,
+                     cost - reservation.amount if ctx.monthly_spend_limit is not None else ""]
         try:
             spent = await redis_client().script(_SETTLE, keys, args)
         except RedisError:
             log.exception("settling %d calls with Redis failed; they go with the next batch", len(batch))
             self.pending[:0] = batch
             return False
-        for (hold, _, _), value in zip(batch, spent):
-            _alert_if_due(hold, value)
+        for (reservation, _, _), value in zip(batch, spent):
+            _alert_if_due(reservation, value)
         return True
 
 
@@ -309,12 +310,12 @@ async def flush() -> None:
     await _settler.flush()
 
 
-def _alert_if_due(hold: Hold, spent: int | None) -> None:
-    limit = hold.ctx.monthly_spend_limit
+def _alert_if_due(reservation: Reservation, spent: int | None) -> None:
+    limit = reservation.ctx.monthly_spend_limit
     if spent is not None and limit:
         for threshold in ALERT_THRESHOLDS:
             if spent * 100 >= limit * threshold:
-                _alert_once(hold.ctx.key_id, hold.month, threshold)
+                _alert_once(reservation.ctx.key_id, reservation.month, threshold)
 
 
 def _alert_once(key_id: int, month: str, threshold: int) -> None:

@@ -154,13 +154,13 @@ class SSOConnection(models.Model):
 
     @property
     def client_secret(self) -> str:
-        from hypereal.crypto import decrypt
+        from core.crypto import decrypt
 
         return decrypt(self.client_secret_encrypted)
 
     @client_secret.setter
     def client_secret(self, value: str) -> None:
-        from hypereal.crypto import encrypt
+        from core.crypto import encrypt
 
         self.client_secret_encrypted = encrypt(value)
 
@@ -195,13 +195,13 @@ class Webhook(models.Model):
 
     @property
     def secret(self) -> str:
-        from hypereal.crypto import decrypt
+        from core.crypto import decrypt
 
         return decrypt(self.secret_encrypted)
 
     @secret.setter
     def secret(self, value: str) -> None:
-        from hypereal.crypto import encrypt
+        from core.crypto import encrypt
 
         self.secret_encrypted = encrypt(value)
 

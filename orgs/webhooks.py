@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from hypereal.bulk_sql import delete_in_batches
+from core.bulk_sql import delete_in_batches
 from orgs.models import Organization, User, Webhook, WebhookDelivery
 from orgs.services import OrgRuleError, audit_record
 

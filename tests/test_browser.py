@@ -12,7 +12,7 @@ from django.utils import timezone
 from openai import OpenAI
 from playwright.sync_api import expect, sync_playwright
 
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 from usage.services import CallRecord, call_records_save
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -34,7 +34,7 @@ def member_with_history(make_account):
     records = [CallRecord(
         request_id=f"req_seed{uuid.uuid4().hex[:20]}", organization_id=acct.org.pk, api_key_id=acct.key_id,
         endpoint="chat.completions", model=MODELS[i % 3], provider="simulator-openai", upstream_model=MODELS[i % 3],
-        status=502 if i % 10 == 9 else 200, latency_ms=100 + 37 * i, usage=Usage(input=300 + i, output=40 + i),
+        status=502 if i % 10 == 9 else 200, latency_ms=100 + 37 * i, usage=TokenUsage(input=300 + i, output=40 + i),
         cost=(i + 1) * 1_000 * (3 if i % 3 == 0 else 1), created_at=now - timedelta(days=i % 21, minutes=i),
         attempts=[{"provider": "simulator-openai", "upstream_model": MODELS[i % 3], "status": 200,
                    "latency_ms": 100 + 37 * i}]) for i in range(42)]

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from billing.models import LedgerEntry
 from gateway.meter_writer import MeterWriter, MeterWriteError
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 from tests.conftest import gateway_env
 from usage.models import RequestLog
 from usage.services import CallRecord
@@ -26,7 +26,7 @@ def writer(committed_db, monkeypatch):
 def calls(account, n: int, organization_id: int | None = None) -> list[CallRecord]:
     return [CallRecord(request_id=f"req_mw_{uuid.uuid4().hex}", organization_id=organization_id or account.org.pk,
                        api_key_id=account.key_id, endpoint="chat.completions", model="gpt-5.5", provider="sim",
-                       upstream_model="gpt-5.5", status=200, latency_ms=3, usage=Usage(input=10, output=20),
+                       upstream_model="gpt-5.5", status=200, latency_ms=3, usage=TokenUsage(input=10, output=20),
                        cost=1_000, created_at=timezone.now()) for _ in range(n)]
 
 

@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from apikeys.services import api_keys_touch
 from billing.services import UsageCharge, usage_charges_apply
-from gateway.usage import Usage
-from hypereal.bulk_sql import delete_in_batches, existing_values, insert_rows
+from billing.tokens import TokenUsage
+from core.bulk_sql import delete_in_batches, existing_values, insert_rows
 from usage.models import RequestLog
 from usage.rollups import rollups_add
 
@@ -26,7 +26,7 @@ class CallRecord:
     upstream_model: str
     status: int
     latency_ms: int
-    usage: Usage
+    usage: TokenUsage
     cost: int
     created_at: datetime
     stream: bool = False

@@ -4,7 +4,7 @@ import pytest
 
 from billing.money import credits_to_micro, micro_to_credits, micro_to_json
 from billing.pricing import TokenPrices, token_cost
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 pytestmark = pytest.mark.no_services
 
@@ -26,9 +26,9 @@ def test_json_credits_print_as_their_exact_decimal():
 
 def test_token_cost_uses_each_rate_and_rounds_up_once():
     prices = TokenPrices(input=125_000_000, cached_input=12_500_000, cache_write=156_250_000, output=1_000_000_000)
-    usage = Usage(input=1000, cached_read=400, cache_write=100, output=50, reasoning=20)
+    usage = TokenUsage(input=1000, cached_read=400, cache_write=100, output=50, reasoning=20)
     # 500 uncached × 125 + 400 × 12.5 + 100 × 156.25 + 50 × 1000 credits per million tokens
     expected_numerator = 500 * 125_000_000 + 400 * 12_500_000 + 100 * 156_250_000 + 50 * 1_000_000_000
     assert token_cost(usage, prices) == expected_numerator // 1_000_000
-    assert token_cost(Usage(input=1), TokenPrices(1, 0, 0, 0)) == 1  # a fraction of a micro-credit rounds up
-    assert token_cost(Usage(), prices) == 0
+    assert token_cost(TokenUsage(input=1), TokenPrices(1, 0, 0, 0)) == 1  # a fraction of a micro-credit rounds up
+    assert token_cost(TokenUsage(), prices) == 0

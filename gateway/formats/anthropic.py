@@ -31,7 +31,7 @@ from gateway.formats.common import (
     tool_call,
     tool_choice_mode,
 )
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 FINISH_FROM_STOP = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
                     "model_context_window_exceeded": "length", "tool_use": "tool_calls",
@@ -142,7 +142,7 @@ def anthropic_response_from_chat(resp: dict, *, model: str) -> dict:
     content += [_tool_use(call) for call in message.get("tool_calls") or []]
     return {"id": new_id("msg"), "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": STOP_FROM_FINISH.get(choice.get("finish_reason") or "stop", "end_turn"),
-            "stop_sequence": None, "usage": Usage.from_openai_chat(resp.get("usage")).to_anthropic()}
+            "stop_sequence": None, "usage": TokenUsage.from_openai_chat(resp.get("usage")).to_anthropic()}
 
 
 class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
@@ -163,7 +163,7 @@ class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
     def _start(self) -> list[SSEEvent]:
         # Chat upstreams report usage only at the end: message_start carries zeros, message_delta the totals.
         message = {"id": self._message_id, "type": "message", "role": "assistant", "model": self._model,
-                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": Usage().to_anthropic()}
+                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": TokenUsage().to_anthropic()}
         return [_event("message_start", message=message)]
 
     def _on_text(self, text: str) -> list[SSEEvent]:
@@ -193,7 +193,7 @@ class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
     def _end(self, finish_reason: str | None) -> list[SSEEvent]:
         stop_reason = STOP_FROM_FINISH.get(finish_reason or "stop", "end_turn")
         delta = {"stop_reason": stop_reason, "stop_sequence": None}
-        usage = (self._usage or Usage()).to_anthropic()  # cumulative: totals, never increments
+        usage = (self._usage or TokenUsage()).to_anthropic()  # cumulative: totals, never increments
         return self._close() + [_event("message_delta", delta=delta, usage=usage), _event("message_stop")]
 
     def _error(self, type: str, message: str) -> list[SSEEvent]:
@@ -346,7 +346,7 @@ def chat_response_from_anthropic(msg: dict) -> dict:
     message = assistant_message(text or None, calls, reasoning=reasoning or None, thinking_blocks=thinking)
     finish_reason = FINISH_FROM_STOP.get(msg.get("stop_reason") or "end_turn", "stop")
     return chat_completion(msg.get("model", ""), [chat_choice(message, finish_reason)],
-                           Usage.from_anthropic(msg.get("usage")), msg.get("id"))
+                           TokenUsage.from_anthropic(msg.get("usage")), msg.get("id"))
 
 
 class AnthropicToChatStream(ChatStreamWriter):
@@ -385,7 +385,7 @@ class AnthropicToChatStream(ChatStreamWriter):
 
     def _merge_usage(self, usage: dict | None) -> None:
         self._raw_usage.update({key: value for key, value in (usage or {}).items() if value is not None})
-        self._usage = Usage.from_anthropic(self._raw_usage)
+        self._usage = TokenUsage.from_anthropic(self._raw_usage)
 
     def _block_start(self, index: int, block: dict) -> list[dict]:
         if block.get("type") == "tool_use":

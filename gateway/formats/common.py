@@ -18,7 +18,7 @@ import time
 import uuid
 from typing import Generic, TypeVar
 
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 SSEEvent = tuple[str, dict]  # (event name, data) of formats whose SSE carries ``event:`` lines
 Out = TypeVar("Out")
@@ -150,7 +150,7 @@ def chat_choice(message: dict, finish_reason: str, index: int = 0) -> dict:
     return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
 
 
-def chat_completion(model: str, choices: list[dict], usage: Usage, completion_id: str | None = None) -> dict:
+def chat_completion(model: str, choices: list[dict], usage: TokenUsage, completion_id: str | None = None) -> dict:
     return {"id": completion_id or new_id("chatcmpl"), "object": "chat.completion",
             "created": int(time.time()), "model": model, "choices": choices, "usage": usage.to_openai_chat()}
 
@@ -169,10 +169,10 @@ class ChatStreamWriter:
         self._started = False
         self._done = False
         self._finish_reason: str | None = None
-        self._usage: Usage | None = None
+        self._usage: TokenUsage | None = None
 
     @property
-    def usage(self) -> Usage | None:
+    def usage(self) -> TokenUsage | None:
         return self._usage
 
     def finish(self) -> list[dict]:
@@ -214,12 +214,12 @@ class ChatStreamTranslator(Generic[Out]):
     def __init__(self) -> None:
         self._started = False
         self._done = False
-        self._usage: Usage | None = None
+        self._usage: TokenUsage | None = None
         self._finish_reason: str | None = None
         self._tool_ids: dict[int, str] = {}
 
     @property
-    def usage(self) -> Usage | None:
+    def usage(self) -> TokenUsage | None:
         return self._usage
 
     def feed(self, chunk: dict) -> list[Out]:
@@ -235,7 +235,7 @@ class ChatStreamTranslator(Generic[Out]):
                 out += self._read_delta(choice.get("delta") or {})
                 self._finish_reason = choice.get("finish_reason") or self._finish_reason
         if chunk.get("usage"):
-            self._usage = Usage.from_openai_chat(chunk["usage"])
+            self._usage = TokenUsage.from_openai_chat(chunk["usage"])
             if self._finish_reason:
                 out += self.finish()
         return out

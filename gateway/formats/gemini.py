@@ -32,7 +32,7 @@ from gateway.formats.common import (
     tool_call,
     tool_choice_mode,
 )
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 FINISH_FROM_GEMINI = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
                       "PROHIBITED_CONTENT": "content_filter", "BLOCKLIST": "content_filter",
@@ -219,7 +219,7 @@ def gemini_response_from_chat(resp: dict, *, model: str) -> dict:
             parts.append(_function_call_part(call.get("id", ""), function.get("name", ""),
                                              function.get("arguments", "")))
         candidates.append(_candidate(parts, choice.get("finish_reason"), choice.get("index", 0)))
-    return {"candidates": candidates, "usageMetadata": Usage.from_openai_chat(resp.get("usage")).to_gemini(),
+    return {"candidates": candidates, "usageMetadata": TokenUsage.from_openai_chat(resp.get("usage")).to_gemini(),
             "modelVersion": model, "responseId": resp.get("id") or new_id("resp")}
 
 
@@ -396,7 +396,7 @@ def chat_response_from_gemini(resp: dict, *, model: str) -> dict:
                                    candidate.get("index", 0)))
     if not choices:  # the prompt itself was blocked (promptFeedback.blockReason): no candidates at all
         choices.append(chat_choice(assistant_message(None), "content_filter"))
-    usage = Usage.from_gemini(resp.get("usageMetadata"))
+    usage = TokenUsage.from_gemini(resp.get("usageMetadata"))
     return chat_completion(model, choices, usage, resp.get("responseId"))
 
 
@@ -437,7 +437,7 @@ class GeminiToChatStream(ChatStreamWriter):
                 out.append(self._chunk({field: part["text"]}))
         self._reason = candidate.get("finishReason") or self._reason
         if item.get("usageMetadata"):
-            self._usage = Usage.from_gemini(item["usageMetadata"])
+            self._usage = TokenUsage.from_gemini(item["usageMetadata"])
         return out
 
     def finish(self) -> list[dict]:

@@ -20,7 +20,7 @@ from gateway.formats.common import (
     text_of,
     tool_call,
 )
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 TEXT_PARTS = ("input_text", "output_text", "text", "refusal")  # content parts that become chat text parts
 PART_DONE_EVENTS = {"message": "response.output_text.done", "reasoning": "response.reasoning_text.done"}
@@ -129,7 +129,7 @@ def responses_response_from_chat(resp: dict, *, model: str, response_id: str | N
     if status == "incomplete":  # the output was cut off at its last item
         output[-1]["status"] = "incomplete"
     return _response(response_id or new_id("resp"), model, int(time.time()), status, details, output,
-                     Usage.from_openai_chat(resp.get("usage")))
+                     TokenUsage.from_openai_chat(resp.get("usage")))
 
 
 def _status(finish_reason: str | None) -> tuple[str, dict | None]:
@@ -141,7 +141,7 @@ def _status(finish_reason: str | None) -> tuple[str, dict | None]:
 
 
 def _response(response_id: str, model: str, created_at: int, status: str, incomplete_details: dict | None,
-              output: list[dict], usage: Usage | None) -> dict:
+              output: list[dict], usage: TokenUsage | None) -> dict:
     # tools, tool_choice and parallel_tool_calls echo the request, which this layer does not see; they are
     # required fields of the Response type, so neutral values are filled in for the endpoint to overwrite.
     return {"id": response_id, "object": "response", "created_at": created_at, "status": status,

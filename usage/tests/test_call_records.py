@@ -13,7 +13,7 @@ from apikeys.models import ApiKey
 from apikeys.services import api_key_create
 from billing.models import LedgerEntry
 from billing.services import wallet_credit
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 from orgs.roles import OWNER
 from tests.factories import org_with_member
 from usage.models import DailyUsage, RequestLog
@@ -36,7 +36,7 @@ def record(org, *, cost=1_000, status=200, model="gpt-5.5", key=None, when=None,
         request_id=f"req_{uuid.uuid4().hex[:24]}", organization_id=org.pk, api_key_id=key.pk if key else None,
         endpoint="chat.completions", model=model, provider="sim", upstream_model=f"sim/{model}",
         status=status, latency_ms=120, ttft_ms=40, stream=True, cost=cost, attempts=attempts,
-        usage=Usage(**{"input": 100, "output": 20, **usage}), created_at=when or timezone.now(),
+        usage=TokenUsage(**{"input": 100, "output": 20, **usage}), created_at=when or timezone.now(),
         error_type="" if status < 400 else "upstream_error")
 
 

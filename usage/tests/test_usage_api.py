@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apikeys.services import api_key_create
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 from orgs.roles import ADMIN, BILLING, DEVELOPER, OWNER, VIEWER
 from orgs.services import user_create
 from tests.factories import org_with_member
@@ -23,7 +23,7 @@ def record(org, *, model="gpt-5.5", cost=1_000, status=200, latency=100, key=Non
     return CallRecord(
         request_id=f"req_{uuid.uuid4().hex[:24]}", organization_id=org.pk, api_key_id=key.pk if key else None,
         endpoint="chat.completions", model=model, provider="sim", upstream_model=model, status=status,
-        latency_ms=latency, usage=Usage(input=usage.get("input", 100), output=usage.get("output", 20)), cost=cost,
+        latency_ms=latency, usage=TokenUsage(input=usage.get("input", 100), output=usage.get("output", 20)), cost=cost,
         created_at=when or timezone.now(), attempts=[{"provider": "sim", "status": status, "latency_ms": latency}])
 
 

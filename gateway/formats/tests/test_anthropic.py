@@ -26,7 +26,7 @@ from gateway.formats.tests.support import (
     run,
     validate,
 )
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 pytestmark = pytest.mark.no_services
 
@@ -170,7 +170,7 @@ def test_response_usage_excludes_cached_tokens_from_input():
     usage = anthropic_response_from_chat(chat_response({"content": "Hi"}), model="m")["usage"]
     assert usage == {"input_tokens": 56, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 64,
                      "output_tokens": 40}
-    assert Usage.from_anthropic(usage) == Usage(input=120, cached_read=64, output=40)
+    assert TokenUsage.from_anthropic(usage) == TokenUsage(input=120, cached_read=64, output=40)
 
 
 @pytest.mark.parametrize(("finish", "stop"), [("stop", "end_turn"), ("length", "max_tokens"),
@@ -253,7 +253,7 @@ def test_thinking_text_and_parallel_tool_calls_stream():
                                "function": {"name": "weather", "arguments": '{"city":"Rome"}'}}]}),
         chunk(finish="tool_calls"), chunk(usage=CHAT_USAGE, choices=False)])
     assert_well_formed(events)
-    assert translator.usage == Usage(input=120, cached_read=64, output=40, reasoning=10)
+    assert translator.usage == TokenUsage(input=120, cached_read=64, output=40, reasoning=10)
     message = anthropic_final_message(events)
     assert [block.type for block in message.content] == ["thinking", "text", "tool_use", "tool_use"]
     assert message.content[0].thinking == "User wants weather."
@@ -293,14 +293,14 @@ def test_usage_before_the_finish_reason_does_not_close_the_stream():
     translator = ChatToAnthropicStream("m")
     events = translator.feed(chunk({"content": "Hi"}, usage={"prompt_tokens": 5, "completion_tokens": 1}))
     assert "message_delta" not in [name for name, _ in events]
-    assert translator.usage == Usage(input=5, output=1)
+    assert translator.usage == TokenUsage(input=5, output=1)
 
 
 def test_stream_without_usage_still_closes():
     translator = ChatToAnthropicStream("m")
     events = run(translator, text_stream(usage=None))
     assert_well_formed(events)
-    assert events[-2][1]["usage"] == Usage().to_anthropic()
+    assert events[-2][1]["usage"] == TokenUsage().to_anthropic()
     assert translator.usage is None
     assert anthropic_final_message(events).content[0].text == "Hello"
 
@@ -492,7 +492,7 @@ def test_chat_response_parses_in_the_sdk():
     assert resp["choices"][0]["message"]["thinking_blocks"] == [thinking]
     assert (parsed.usage.prompt_tokens, parsed.usage.prompt_tokens_details.cached_tokens,
             parsed.usage.completion_tokens) == (370, 300, 80)
-    assert Usage.from_openai_chat(resp["usage"]) == Usage(input=370, cached_read=300, cache_write=20,
+    assert TokenUsage.from_openai_chat(resp["usage"]) == TokenUsage(input=370, cached_read=300, cache_write=20,
                                                           output=80)
 
 
@@ -553,7 +553,7 @@ def test_anthropic_stream_becomes_chat_chunks_the_sdk_accumulates():
     assert tool_indexes == [0, 0, 0, 1, 1]  # running tool index, not the block index
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 370
-    assert translator.usage == Usage(input=370, cached_read=300, cache_write=20, output=80)
+    assert translator.usage == TokenUsage(input=370, cached_read=300, cache_write=20, output=80)
     assert translator.finish() == []
     completion = openai_final_completion(chunks)
     message = completion.choices[0].message

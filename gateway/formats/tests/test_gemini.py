@@ -26,7 +26,7 @@ from gateway.formats.tests.support import (
     run,
     validate,
 )
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 pytestmark = pytest.mark.no_services
 
@@ -204,7 +204,7 @@ def test_stream_parses_in_the_sdk_with_calls_whole_at_the_end():
         validate(types.GenerateContentResponse, item)
     assert [("usageMetadata" in c, "finishReason" in c["candidates"][0]) for c in chunks] == [
         (False, False)] * 3 + [(True, True)]
-    assert translator.usage == Usage(input=120, cached_read=64, output=30, reasoning=10)
+    assert translator.usage == TokenUsage(input=120, cached_read=64, output=30, reasoning=10)
     client = genai_client(data_lines(chunks))
     parsed = list(client.models.generate_content_stream(model="gemini-x", contents="hi"))
     assert [part.thought for part in parsed[0].candidates[0].content.parts] == [True]
@@ -381,8 +381,8 @@ def test_gemini_stream_becomes_chat_chunks_the_sdk_accumulates():
     assert [c["choices"][0]["delta"]["tool_calls"][0]["index"] for c in chunks[3:5]] == [0, 1]
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == Usage.from_gemini(GEMINI_USAGE).to_openai_chat()
-    assert translator.usage == Usage(input=120, cached_read=64, output=30, reasoning=10)
+    assert chunks[-1]["usage"] == TokenUsage.from_gemini(GEMINI_USAGE).to_openai_chat()
+    assert translator.usage == TokenUsage(input=120, cached_read=64, output=30, reasoning=10)
     completion = openai_final_completion(chunks)
     message = completion.choices[0].message
     assert message.content == "Checking." and completion.choices[0].finish_reason == "tool_calls"

@@ -16,7 +16,7 @@ from gateway.formats.responses import (
     responses_response_from_chat,
 )
 from gateway.formats.tests.support import chunk, json_body, openai_client, run, sse, validate
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 
 pytestmark = pytest.mark.no_services
 
@@ -38,7 +38,7 @@ def validate_response(body: dict) -> None:
 
 
 def test_responses_usage_matches_the_sdk_type():
-    ResponseUsage.model_validate(Usage(input=100, cached_read=64, cache_write=10, output=50).to_responses())
+    ResponseUsage.model_validate(TokenUsage(input=100, cached_read=64, cache_write=10, output=50).to_responses())
 
 
 # Request
@@ -147,7 +147,7 @@ def test_response_status_mapping(finish, status, reason):
 def test_response_without_text_or_calls_still_has_a_message():
     body = responses_response_from_chat(chat_response({"content": None}, usage=None), model="m")
     assert [item["type"] for item in body["output"]] == ["message"]
-    assert body["usage"] == Usage().to_responses()
+    assert body["usage"] == TokenUsage().to_responses()
 
 
 # Stream
@@ -179,7 +179,7 @@ def test_text_stream_event_order_and_sdk_final_response():
         "response.content_part.added", "response.output_text.delta", "response.output_text.delta",
         "response.output_text.done", "response.content_part.done", "response.output_item.done",
         "response.completed"]
-    assert translator.usage == Usage(input=100, cached_read=64, output=50, reasoning=20)
+    assert translator.usage == TokenUsage(input=100, cached_read=64, output=50, reasoning=20)
     with openai_client(sse(events) + b"data: [DONE]\n\n").responses.stream(model="gpt", input="hi") as stream:
         deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
         final = stream.get_final_response()

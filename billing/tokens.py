@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
+class TokenUsage:
     """Token counts of one call.
 
     ``input`` is the TOTAL prompt size, cached tokens included (OpenAI's convention);
@@ -24,7 +24,7 @@ class Usage:
         return self.input + self.output
 
     @classmethod
-    def from_openai_chat(cls, usage: dict | None) -> Usage:
+    def from_openai_chat(cls, usage: dict | None) -> TokenUsage:
         if not usage:
             return cls()
         prompt_details = usage.get("prompt_tokens_details") or {}
@@ -38,7 +38,7 @@ class Usage:
         )
 
     @classmethod
-    def from_responses(cls, usage: dict | None) -> Usage:
+    def from_responses(cls, usage: dict | None) -> TokenUsage:
         if not usage:
             return cls()
         input_details = usage.get("input_tokens_details") or {}
@@ -52,7 +52,7 @@ class Usage:
         )
 
     @classmethod
-    def from_anthropic(cls, usage: dict | None) -> Usage:
+    def from_anthropic(cls, usage: dict | None) -> TokenUsage:
         """Anthropic's ``input_tokens`` excludes cache reads and writes; ours includes them."""
         if not usage:
             return cls()
@@ -66,7 +66,7 @@ class Usage:
         )
 
     @classmethod
-    def from_gemini(cls, metadata: dict | None) -> Usage:
+    def from_gemini(cls, metadata: dict | None) -> TokenUsage:
         """Gemini's ``candidatesTokenCount`` excludes thoughts; our output includes reasoning."""
         if not metadata:
             return cls()

@@ -12,7 +12,7 @@ from django.utils import timezone
 from gateway.errors import GatewayError, openai_error_body
 from gateway.http import Receive, Send, send_json
 from gateway.metering import meter
-from gateway.usage import Usage
+from billing.tokens import TokenUsage
 from usage.services import CallRecord
 
 
@@ -37,7 +37,7 @@ class Call:
         if self.ttft_ms is None:
             self.ttft_ms = self.elapsed_ms()
 
-    def record(self, *, org_id: int, key_id: int | None, model: str, status: int, usage: Usage = Usage(),
+    def record(self, *, org_id: int, key_id: int | None, model: str, status: int, usage: TokenUsage = TokenUsage(),
                cost: int = 0, provider: str = "", upstream_model: str = "", stream: bool = False,
                error_type: str = "") -> None:
         """Queue this call's charge and log; a call is recorded once whatever path it ended on."""
