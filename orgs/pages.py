@@ -1,61 +1,50 @@
-"""Organization pages: members and roles, invitations, audit log."""
+"""What every server-rendered page shares: the signed-in member's current organization and the nav."""
 
-from django.contrib import messages
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from functools import wraps
 
-from hypereal.pages import org_page, page_context
-from orgs.api.base import client_ip
-from orgs.models import AuditEvent
-from orgs.roles import ROLES, role_has_scope
-from orgs.services import OrgRuleError, invitation_create, membership_change_role, membership_remove
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from rest_framework.exceptions import NotFound
 
+from orgs.api.base import membership_for
+from orgs.models import Membership
+from orgs.roles import role_has_scope
 
-@org_page("org:read")
-def settings_page(request):
-    org = request.membership.organization
-    return render(request, "orgs/settings.html", page_context(
-        request, "settings", members=org.memberships.select_related("user").order_by("created_at"),
-        invitations=org.invitations.filter(accepted_at__isnull=True, revoked_at__isnull=True).order_by("-created_at"),
-        roles=list(ROLES), can_manage=role_has_scope(request.membership.role, "members:write"),
-        sso=getattr(org, "sso", None)))
+NAV = [("usage", "/usage", "Usage", "usage:read"), ("keys", "/keys", "API keys", "keys:read"),
+       ("billing", "/billing", "Billing", "billing:read"), ("settings", "/settings", "Organization", "org:read"),
+       ("audit", "/audit", "Audit log", "audit:read")]
 
 
-@require_POST
-@org_page("org:read")
-def member_update(request, member_id: int):
-    member = get_object_or_404(request.membership.organization.memberships, pk=member_id)
-    try:
-        if request.POST.get("action") == "remove":
-            membership_remove(actor=request.membership, member=member, ip=client_ip(request))
-            messages.success(request, f"{member.user.email} no longer belongs to the organization.")
-        else:
-            membership_change_role(actor=request.membership, member=member, role=request.POST.get("role", ""),
-                                   ip=client_ip(request))
-            messages.success(request, f"{member.user.email} is now {request.POST.get('role')}.")
-    except OrgRuleError as exc:
-        messages.error(request, str(exc))
-    return redirect("/settings")
+def org_page(scope: str):
+    """A login-required page for members whose role has ``scope``; sets ``request.membership``.
+
+    The organization comes from ``?org=`` (remembered in the session), else the last one used.
+    """
+    def decorator(view):
+        @login_required
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            try:
+                membership = membership_for(request, request.user)
+            except NotFound:
+                request.session.pop("org", None)
+                return HttpResponse("No such organization.", status=404)
+            if not role_has_scope(membership.role, scope):
+                return HttpResponse(f"Your role ({membership.role}) cannot open this page.", status=403)
+            request.session["org"] = membership.organization.slug
+            request.membership = membership
+            return view(request, *args, **kwargs)
+        return wrapped
+    return decorator
 
 
-@require_POST
-@org_page("members:write")
-def invite(request):
-    try:
-        invitation_create(actor=request.membership, email=request.POST.get("email", ""),
-                          role=request.POST.get("role", ""), ip=client_ip(request))
-        messages.success(request, f"Invitation sent to {request.POST.get('email')}.")
-    except OrgRuleError as exc:
-        messages.error(request, str(exc))
-    return redirect("/settings")
-
-
-@org_page("audit:read")
-def audit_page(request):
-    events = AuditEvent.objects.filter(organization=request.membership.organization).select_related("actor")
-    if action := request.GET.get("action"):
-        events = events.filter(action=action)
-    actions = (AuditEvent.objects.filter(organization=request.membership.organization)
-               .values_list("action", flat=True).distinct().order_by("action"))
-    return render(request, "orgs/audit.html", page_context(
-        request, "audit", events=events.order_by("-created_at")[:200], actions=actions, action=action))
+def page_context(request, active: str, **extra) -> dict:
+    membership = request.membership
+    return {
+        "organization": membership.organization, "membership": membership, "active": active,
+        "nav": [(key, url, label) for key, url, label, scope in NAV if role_has_scope(membership.role, scope)],
+        "organizations": [m.organization for m in Membership.objects.filter(
+            user=request.user, organization__deleted_at__isnull=True).select_related("organization")
+            .order_by("organization__name")],
+        **extra,
+    }

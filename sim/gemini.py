@@ -2,15 +2,21 @@
 
 A stream is nothing but ``data: <full response JSON>`` events: google-genai parses every other line as
 JSON and fails, so there are no comments, names or ``[DONE]``.
+
+Image models (an id containing "image" or "t2i") answer a text part and an ``inlineData`` PNG part whose size
+follows ``generationConfig.imageConfig.aspectRatio`` (1:1 by default); responseModalities ["IMAGE"] drops the
+text. Each image costs IMAGE_TOKENS output tokens, reported by modality.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
+from sim import media
 from sim.http import Context, Json, SimError, Sse, data_event
 from sim.plan import Piece, Plan, Prompt, Tool, make_plan, new_id
 
@@ -94,9 +100,27 @@ def usage(plan: Plan, candidates: int) -> dict:
     return metadata
 
 
+IMAGE_TOKENS = 1290  # what gemini-2.5-flash-image bills an image of any aspect ratio
+ASPECT_RATIOS = {  # aspect ratio -> the image's width and height
+    "1:1": (1024, 1024),
+    "2:3": (832, 1248),
+    "3:2": (1248, 832),
+    "3:4": (864, 1184),
+    "4:3": (1184, 864),
+    "4:5": (896, 1152),
+    "5:4": (1152, 896),
+    "9:16": (768, 1344),
+    "16:9": (1344, 768),
+    "21:9": (1536, 672),
+}
+
+
 def handle(body: dict, ctx: Context) -> Json | Sse:
     if not isinstance(body.get("contents"), list) or not body["contents"]:
         raise SimError(400, "* GenerateContentRequest.contents: contents is not specified")
+    model = ctx.params["model"]
+    if "image" in model or "t2i" in model:
+        return _image(body, ctx)
     plan = make_plan(prompt(body), ctx.directives)
     # Thought parts appear only when asked for; thoughtsTokenCount is reported regardless.
     thinking_config = _get(_get(body, "generationConfig") or {}, "thinkingConfig") or {}
@@ -132,3 +156,45 @@ def handle(body: dict, ctx: Context) -> Json | Sse:
     if ctx.query.get("alt") != "sse":  # without alt=sse Gemini streams one JSON array
         return Json(list(chunks()))
     return Sse(data_event(chunk, content=True) for chunk in chunks())
+
+
+def _image(body: dict, ctx: Context) -> Json | Sse:
+    """An image model's answer: [text,] then the picture, usage split by modality."""
+    request = prompt(body)
+    plan = make_plan(request, ctx.directives)
+    generation = _get(body, "generationConfig") or {}
+    ratio = _get(_get(generation, "imageConfig") or {}, "aspectRatio") or "1:1"
+    if ratio not in ASPECT_RATIOS:
+        raise SimError(
+            400,
+            f"* GenerateContentRequest.generation_config.image_config.aspect_ratio: {ratio} is not supported",
+        )
+    width, height = ASPECT_RATIOS[ratio]
+    modalities = [str(m).upper() for m in _get(generation, "responseModalities") or ["TEXT", "IMAGE"]]
+    texts = [{"text": plan.reply}] if "TEXT" in modalities else []
+    png = media.image(width, height, f"{request.user_text}/{ratio}")
+    picture = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png).decode()}}
+    text_tokens = len(plan.text) if texts else 0
+    usage = {
+        "promptTokenCount": plan.prompt_tokens,
+        "candidatesTokenCount": text_tokens + IMAGE_TOKENS,
+        "totalTokenCount": plan.prompt_tokens + text_tokens + IMAGE_TOKENS,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": plan.prompt_tokens}],
+        "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": IMAGE_TOKENS}]
+        + ([{"modality": "TEXT", "tokenCount": text_tokens}] if texts else []),
+    }
+    frame = {"modelVersion": ctx.params["model"], "responseId": new_id("")}
+
+    def response(parts: list[dict], last: bool) -> dict:
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+        if last:
+            candidate["finishReason"] = "STOP"
+        return {"candidates": [candidate], "usageMetadata": usage, **frame}
+
+    if ctx.params["method"] == "generateContent":
+        return Json(response([*texts, picture], True))
+    chunks = [response(texts, False)] if texts else []
+    chunks.append(response([picture], True))
+    if ctx.query.get("alt") != "sse":
+        return Json(chunks)
+    return Sse(data_event(chunk, content=True) for chunk in chunks)

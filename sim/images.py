@@ -1,47 +1,124 @@
-"""OpenAI image generation (wire-formats §5): ``n`` copies of one tiny valid PNG."""
+"""OpenAI image generation and edits (wire-formats §5): real pictures of the requested size.
+
+GPT image models answer ``b64_json`` only, in ``output_format`` png (default), jpeg or webp, and report token
+usage; DALL·E models answer a ``url`` (default, served from /_sim/media) or ``b64_json`` PNG and take no
+output_format. Each family takes only its own sizes. Edits (multipart, the SDK's ``images.edit``) take one or
+more ``image`` files and answer like generations; ``size`` auto, or none, keeps the first image's size.
+"""
 
 from __future__ import annotations
 
 import base64
-import struct
+import io
 import time
-import zlib
 
-from sim.http import Context, Json, SimError
+from PIL import Image, UnidentifiedImageError
+
+from sim import media
+from sim.http import Context, Json, SimError, Upload
 from sim.text import count_tokens
 
-IMAGE_TOKENS = 272  # what gpt-image-1 bills for a low-quality 1024×1024 image
-
-
-def _png() -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)  # 1×1 pixel, 8-bit RGB
-    pixels = zlib.compress(b"\x00\x5b\x3c\xdd")  # filter byte, then one violet pixel
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-
-
-PNG = _png()
+IMAGE_TOKENS = 272  # what gpt-image-1 bills for a low-quality 1024×1024 image, in or out
+SIZES = {
+    "gpt-image": ("1024x1024", "1536x1024", "1024x1536", "auto"),
+    "dall-e-3": ("1024x1024", "1792x1024", "1024x1792"),
+    "dall-e-2": ("256x256", "512x512", "1024x1024"),
+}
 
 
 def handle(body: dict, ctx: Context) -> Json:
-    prompt, n = body.get("prompt"), body.get("n") or 1
+    return _answer(body, ctx, inputs=[])
+
+
+def edit(body: dict, ctx: Context) -> Json:
+    uploads = body.get("image")
+    uploads = uploads if isinstance(uploads, list) else [uploads] if uploads is not None else []
+    if not uploads or not all(isinstance(u, Upload) for u in uploads):
+        raise SimError(
+            400, "Missing required parameter: 'image'.", param="image", code="missing_required_parameter"
+        )
+    sizes = []
+    for upload in uploads:
+        try:
+            sizes.append(Image.open(io.BytesIO(upload.data)).size)
+        except UnidentifiedImageError:
+            raise SimError(
+                400, f"Invalid image file: {upload.filename}.", param="image", code="invalid_image"
+            ) from None
+    return _answer(body, ctx, inputs=sizes)
+
+
+def _family(model: str) -> str:
+    return "gpt-image" if model.startswith("gpt-image") else model
+
+
+def _answer(body: dict, ctx: Context, inputs: list[tuple[int, int]]) -> Json:
+    prompt, n = body.get("prompt"), int(body.get("n") or 1)
+    model = str(body.get("model") or ("gpt-image-1" if inputs else "dall-e-2"))
+    family = _family(model)
+    gpt = family == "gpt-image"
     if not isinstance(prompt, str) or not prompt:
-        raise SimError(400, "'prompt' is required.")
-    if not isinstance(n, int) or not 1 <= n <= 10:
-        raise SimError(400, "'n' must be an integer from 1 to 10.")
-    if body.get("response_format") == "b64_json":
-        image = {"b64_json": base64.b64encode(PNG).decode()}
+        raise SimError(
+            400, "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"
+        )
+    if not 1 <= n <= (1 if family == "dall-e-3" else 10):
+        raise SimError(
+            400, f"'n' must be from 1 to {1 if family == 'dall-e-3' else 10} for {model}.", param="n"
+        )
+    size = str(body.get("size") or ("auto" if gpt else "1024x1024"))
+    allowed = SIZES.get(family)
+    if allowed and size not in allowed:
+        raise SimError(
+            400, f"Invalid value: '{size}'. Supported values are: {', '.join(allowed)}.", param="size"
+        )
+    if size == "auto":  # an edit keeps its picture's size
+        width, height = inputs[0] if inputs else (1024, 1024)
     else:
-        image = {"url": f"{ctx.origin}/_sim/image.png"}
-    payload = {"created": int(time.time()), "data": [image] * n}
-    if str(body.get("model", "")).startswith("gpt-image"):  # token-priced models report usage
-        text = count_tokens(prompt)
-        payload["usage"] = {
-            "input_tokens": text,
-            "output_tokens": IMAGE_TOKENS * n,
-            "total_tokens": text + IMAGE_TOKENS * n,
-            "input_tokens_details": {"text_tokens": text, "image_tokens": 0},
+        width, height = _size(size)
+    fmt = str(body.get("output_format") or "png")
+    if not gpt and "output_format" in body:
+        raise SimError(
+            400, "Unknown parameter: 'output_format'.", param="output_format", code="unknown_parameter"
+        )
+    if fmt not in media.IMAGE_FORMATS:
+        raise SimError(
+            400, f"Invalid value: '{fmt}'. Supported values are: png, jpeg, webp.", param="output_format"
+        )
+    url = not gpt and body.get("response_format", "url") == "url"
+    seeds = [f"{prompt}/{width}x{height}/{index}" for index in range(n)]
+    data = [
+        {"url": media.url(ctx.origin, "image.png", width=width, height=height, seed=seed)}
+        if url
+        else {"b64_json": base64.b64encode(media.image(width, height, seed, fmt)).decode()}
+        for seed in seeds
+    ]
+    if family == "dall-e-3":
+        data = [{**image, "revised_prompt": prompt} for image in data]
+    payload: dict = {"created": int(time.time()), "data": data}
+    if gpt:  # token-priced models describe the picture and report usage
+        text, pictures = count_tokens(prompt), IMAGE_TOKENS * len(inputs)
+        payload |= {
+            "background": "opaque",
+            "output_format": fmt,
+            "quality": body.get("quality") or "medium",
+            "size": f"{width}x{height}",
+            "usage": {
+                "input_tokens": text + pictures,
+                "output_tokens": IMAGE_TOKENS * n,
+                "total_tokens": text + pictures + IMAGE_TOKENS * n,
+                "input_tokens_details": {"text_tokens": text, "image_tokens": pictures},
+            },
         }
     return Json(payload)
+
+
+def _size(size: str) -> tuple[int, int]:
+    width, _, height = size.partition("x")
+    if not (
+        width.isdigit()
+        and height.isdigit()
+        and 0 < int(width) <= media.MAX_SIDE
+        and 0 < int(height) <= media.MAX_SIDE
+    ):
+        raise SimError(400, f"Invalid value: '{size}'. A size is WIDTHxHEIGHT.", param="size")
+    return int(width), int(height)

@@ -24,11 +24,11 @@ DONE = Event(b"data: [DONE]\n\n")
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-5", "gpt-image-1", "o4-mini")
 
 
-def error(status: int, message: str) -> dict:
-    """OpenAI's error shape; also used by /v1/responses, /v1/models and the image route."""
+def error(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
+    """OpenAI's error shape; also used by /v1/responses, /v1/models, images, audio and videos."""
     err_type = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
-    return {"error": {"message": message, "type": err_type, "param": None, "code": code}}
+    code = code or {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
+    return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
 
 
 def prompt(body: dict) -> Prompt:

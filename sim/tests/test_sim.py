@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 import uuid
@@ -15,9 +16,9 @@ import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
+from PIL import Image
 
 from sim import openai_chat
-from sim.images import PNG
 from sim.text import count_tokens, reply_words, signature, thinking_words
 
 pytestmark = pytest.mark.no_services
@@ -234,11 +235,13 @@ def test_models_and_images(sim_url):
     encoded = client.images.generate(
         model="gpt-image-1", prompt="a violet dot", n=2, response_format="b64_json"
     )
-    assert [base64.b64decode(i.b64_json) for i in encoded.data] == [PNG, PNG]
+    pictures = [Image.open(io.BytesIO(base64.b64decode(i.b64_json))) for i in encoded.data]
+    assert [(p.format, p.size) for p in pictures] == [("PNG", (1024, 1024))] * 2
     assert encoded.usage.input_tokens == count_tokens("a violet dot")
     linked = client.images.generate(model="dall-e-3", prompt="a violet dot", response_format="url")
     image = httpx.get(linked.data[0].url)
-    assert image.headers["content-type"] == "image/png" and image.content == PNG
+    assert image.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(image.content)).size == (1024, 1024)
 
 
 # OpenAI responses
