@@ -59,3 +59,18 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} {self.month} {self.threshold}%"
+
+
+class KeyMonthSpend(models.Model):
+    """What a key's calls cost in one calendar month (UTC): written with each batch of calls, read against
+    the key's monthly limit."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="month_spend")
+    month = models.CharField(max_length=7, help_text="YYYY-MM, UTC.")
+    amount = models.BigIntegerField(default=0, help_text="Micro-credits.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "month"], name="key_month_spend_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.month}: {self.amount} µcr"

@@ -6,9 +6,10 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apikeys.models import KEY_PREFIX, ApiKey, BudgetAlert
+from apikeys.models import KEY_PREFIX, ApiKey, BudgetAlert, KeyMonthSpend
 from billing.money import micro_to_credits
 from core.bulk_sql import update_by_pk
+from orgs.events import AuditAction, WebhookEvent
 from orgs.roles import BILLING, OWNER
 from orgs.services import audit_record
 from orgs.webhooks import webhook_event_emit
@@ -39,7 +40,7 @@ def api_key_create(*, organization, name: str, created_by=None, monthly_spend_li
                                 key_hash=api_key_hash(plaintext), last4=plaintext[-4:],
                                 monthly_spend_limit=monthly_spend_limit, auto_disable=auto_disable,
                                 scopes=",".join(sorted(scopes)))
-    audit_record(organization=organization, action="api_key.create", target=key, actor=created_by, ip=ip,
+    audit_record(organization=organization, action=AuditAction.API_KEY_CREATE, target=key, actor=created_by, ip=ip,
                  after=_key_state(key))
     return key, plaintext
 
@@ -62,7 +63,7 @@ def api_key_update(*, key: ApiKey, changes: dict, actor=None, ip: str | None = N
     elif changes.get("disabled") is False:
         api_key_enable(key=key, actor=actor, ip=ip)
     if (after := _key_state(key)) != before:
-        audit_record(organization=key.organization, action="api_key.update", target=key, actor=actor, ip=ip,
+        audit_record(organization=key.organization, action=AuditAction.API_KEY_UPDATE, target=key, actor=actor, ip=ip,
                      before=before, after=after)
     return key
 
@@ -71,7 +72,7 @@ def api_key_revoke(*, key: ApiKey, actor=None, ip: str | None = None) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        audit_record(organization=key.organization, action="api_key.revoke", target=key, actor=actor, ip=ip)
+        audit_record(organization=key.organization, action=AuditAction.API_KEY_REVOKE, target=key, actor=actor, ip=ip)
     return key
 
 
@@ -79,9 +80,9 @@ def api_key_disable(*, key: ApiKey, reason: str, actor=None, ip: str | None = No
     if key.disabled_at is None:
         key.disabled_at, key.disabled_reason = timezone.now(), reason
         key.save(update_fields=["disabled_at", "disabled_reason"])
-        audit_record(organization=key.organization, action="api_key.disable", target=key, actor=actor, ip=ip,
+        audit_record(organization=key.organization, action=AuditAction.API_KEY_DISABLE, target=key, actor=actor, ip=ip,
                      after={"reason": reason})
-        webhook_event_emit(organization=key.organization, type="api_key.disabled",
+        webhook_event_emit(organization=key.organization, type=WebhookEvent.API_KEY_DISABLED,
                            data={"apiKey": _key_ref(key), "reason": reason})
     return key
 
@@ -91,7 +92,7 @@ def api_key_enable(*, key: ApiKey, actor=None, ip: str | None = None) -> ApiKey:
         before = {"disabled_at": key.disabled_at.isoformat(), "reason": key.disabled_reason}
         key.disabled_at, key.disabled_reason = None, ""
         key.save(update_fields=["disabled_at", "disabled_reason"])
-        audit_record(organization=key.organization, action="api_key.enable", target=key, actor=actor, ip=ip,
+        audit_record(organization=key.organization, action=AuditAction.API_KEY_ENABLE, target=key, actor=actor, ip=ip,
                      before=before)
     return key
 
@@ -116,7 +117,7 @@ def budget_alert_send(*, key_id: int, month: str, threshold: int) -> bool:
         if disabled:
             api_key_disable(key=key, reason=f"Reached its monthly spending limit ({month}).")
         limit = micro_to_credits(key.monthly_spend_limit or 0)
-        webhook_event_emit(organization=key.organization, type="api_key.budget_alert",
+        webhook_event_emit(organization=key.organization, type=WebhookEvent.API_KEY_BUDGET_ALERT,
                            data={"apiKey": _key_ref(key), "month": month, "threshold": threshold,
                                  "spendingLimit": str(limit), "disabled": disabled})
         if threshold >= 100:
@@ -136,10 +137,23 @@ def budget_alert_send(*, key_id: int, month: str, threshold: int) -> bool:
 
 
 def api_keys_touch(*, last_used: dict[int, object]) -> None:
-    """Record last use (called by the metering flush, which already throttles it per key).
-
-    One statement for all the keys: the flush runs in the gateway's process, where each round trip's CPU
-    is taken from requests.
-    """
+    """Record last use (the metering writer already throttles it per key): one statement for all the keys."""
     adapt_datetime = connection.ops.adapt_datetimefield_value
     update_by_pk(ApiKey, "last_used_at", [(pk, adapt_datetime(when)) for pk, when in sorted(last_used.items())])
+
+
+def api_key_spend_add(*, spend: dict[tuple[int, str], int]) -> None:
+    """Add (key, month) → micro-credits to the keys' month spend, inside the caller's transaction.
+
+    One upsert per (key, month) that increments on conflict (Django's upsert can only overwrite), valid
+    on PostgreSQL and SQLite; sorted, so concurrent batches lock the rows they share in the same order.
+    """
+    if not spend:
+        return
+    meta = KeyMonthSpend._meta
+    table, key, month, amount = (meta.db_table, meta.get_field("key").column, meta.get_field("month").column,
+                                 meta.get_field("amount").column)
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} ({key}, {month}, {amount}) VALUES (%s, %s, %s) "
+                           f"ON CONFLICT ({key}, {month}) DO UPDATE SET {amount} = {table}.{amount} + excluded.{amount}",
+                           [(key_id, when, value) for (key_id, when), value in sorted(spend.items())])

@@ -8,8 +8,8 @@ from apikeys.models import ApiKey
 from apikeys.selectors import api_keys_with_month_spend
 from apikeys.services import api_key_create, api_key_revoke
 from billing.money import credits_to_micro
-from hypereal.pages import org_page, page_context
 from orgs.api.base import client_ip
+from orgs.pages import org_page, page_context
 from orgs.roles import role_has_scope
 
 

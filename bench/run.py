@@ -512,7 +512,7 @@ class Bench:
         org.rate_limit_rpm = org.rate_limit_tpm = 2_000_000_000
         org.save(update_fields=["rate_limit_rpm", "rate_limit_tpm"])
         wallet_credit(
-            wallet_id=org.wallet.pk, amount=credits_to_micro(GRANT_CREDITS), idempotency_key="bench-grant"
+            organization_id=org.pk, amount=credits_to_micro(GRANT_CREDITS), idempotency_key="bench-grant"
         )
         _, plaintext = api_key_create(
             organization=org,

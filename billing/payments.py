@@ -13,7 +13,8 @@ from django.db import transaction
 
 from billing.models import LedgerEntry, PaymentEvent, TopUp
 from billing.money import MICRO, micro_to_credits
-from billing.services import wallet_credit, wallet_debit_available, wallet_get_or_create
+from billing.services import wallet_credit, wallet_debit_available
+from orgs.events import AuditAction, WebhookEvent
 from orgs.services import audit_record
 from orgs.webhooks import webhook_event_emit
 
@@ -61,7 +62,7 @@ def topup_checkout_create(*, organization, user, amount_cents: int, ip: str | No
     })
     topup = TopUp.objects.create(organization=organization, created_by=user, checkout_session_id=session.id,
                                  payment_intent_id=session.payment_intent or "", amount_cents=amount_cents)
-    audit_record(organization=organization, action="billing.topup_started", target=topup, actor=user, ip=ip,
+    audit_record(organization=organization, action=AuditAction.BILLING_TOPUP_STARTED, target=topup, actor=user, ip=ip,
                  after={"amount_cents": amount_cents})
     return topup, session.url
 
@@ -100,7 +101,7 @@ def _moved(record: PaymentEvent, topup: TopUp, entry: LedgerEntry | None, reason
     if amount:
         webhook_event_emit(
             organization=topup.organization,
-            type="billing.credits_added" if amount > 0 else "billing.credits_removed",
+            type=WebhookEvent.BILLING_CREDITS_ADDED if amount > 0 else WebhookEvent.BILLING_CREDITS_REMOVED,
             data={"credits": str(micro_to_credits(abs(amount))),
                   "balance": str(micro_to_credits(entry.balance_after)), "reason": reason,
                   "reference": entry.reference},
@@ -115,12 +116,11 @@ def _checkout_paid(record: PaymentEvent, session: dict) -> None:
         log.warning("Stripe session %s is not one of our top-ups; ignored", session["id"])
         return
     amount = credits_for_cents(topup.amount_cents)
-    wallet = wallet_get_or_create(organization=topup.organization)
-    entry = wallet_credit(wallet_id=wallet.pk, amount=amount, reference=session["id"],
+    entry = wallet_credit(organization_id=topup.organization_id, amount=amount, reference=session["id"],
                           idempotency_key=f"stripe:checkout:{session['id']}", kind=LedgerEntry.Kind.TOPUP)
     topup.status, topup.payment_intent_id = TopUp.Status.PAID, session.get("payment_intent") or ""
     topup.save(update_fields=["status", "payment_intent_id"])
-    audit_record(organization=topup.organization, action="billing.topup_paid", target=topup,
+    audit_record(organization=topup.organization, action=AuditAction.BILLING_TOPUP_PAID, target=topup,
                  after={"credits": topup.amount_cents})
     _moved(record, topup, entry, "topup")
 
@@ -130,12 +130,12 @@ def _charge_refunded(record: PaymentEvent, charge: dict) -> None:
     topup = _topup_for(payment_intent=charge.get("payment_intent"))
     if topup is None:
         return
-    wallet = wallet_get_or_create(organization=topup.organization)
-    taken = -sum(LedgerEntry.objects.filter(wallet=wallet, kind=LedgerEntry.Kind.REFUND, reference=charge["id"])
-                 .values_list("amount", flat=True))
+    refunds = LedgerEntry.objects.filter(wallet__organization=topup.organization_id, kind=LedgerEntry.Kind.REFUND,
+                                         reference=charge["id"])
+    taken = -sum(refunds.values_list("amount", flat=True))
     due = credits_for_cents(charge["amount_refunded"]) - taken
     if due > 0:
-        entry = wallet_debit_available(wallet_id=wallet.pk, amount=due, reference=charge["id"],
+        entry = wallet_debit_available(organization_id=topup.organization_id, amount=due, reference=charge["id"],
                                        idempotency_key=f"stripe:refund:{charge['id']}:{charge['amount_refunded']}",
                                        kind=LedgerEntry.Kind.REFUND)
         _moved(record, topup, entry, "refund")
@@ -145,11 +145,10 @@ def _dispute_opened(record: PaymentEvent, dispute: dict) -> None:
     topup = _topup_for(payment_intent=dispute.get("payment_intent"))
     if topup is None:
         return
-    wallet = wallet_get_or_create(organization=topup.organization)
-    entry = wallet_debit_available(wallet_id=wallet.pk, amount=credits_for_cents(dispute["amount"]),
+    entry = wallet_debit_available(organization_id=topup.organization_id, amount=credits_for_cents(dispute["amount"]),
                                    idempotency_key=f"stripe:dispute:{dispute['id']}", reference=dispute["id"],
                                    kind=LedgerEntry.Kind.ADJUSTMENT)
-    audit_record(organization=topup.organization, action="billing.dispute_opened", target=topup,
+    audit_record(organization=topup.organization, action=AuditAction.BILLING_DISPUTE_OPENED, target=topup,
                  after={"dispute": dispute["id"], "amount_cents": dispute["amount"]})
     _moved(record, topup, entry, "dispute")
 
@@ -162,7 +161,7 @@ def _dispute_closed(record: PaymentEvent, dispute: dict) -> None:
     topup = _topup_for(payment_intent=dispute.get("payment_intent"))
     if taken is None or topup is None:
         return
-    entry = wallet_credit(wallet_id=taken.wallet_id, amount=-taken.amount, reference=dispute["id"],
+    entry = wallet_credit(organization_id=topup.organization_id, amount=-taken.amount, reference=dispute["id"],
                           idempotency_key=f"stripe:dispute:{dispute['id']}:won",
                           kind=LedgerEntry.Kind.ADJUSTMENT)
     _moved(record, topup, entry, "dispute_won")

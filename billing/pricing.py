@@ -27,3 +27,24 @@ def token_cost(usage: TokenUsage, prices: TokenPrices) -> int:
         + usage.output * prices.output
     )
     return -(-numerator // PER)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitPrice:
+    """Micro-credits per unit of what is not priced in tokens: an image, a second (of video or of GPU
+    time), a clip, a request. ``max_units`` caps what one call can be billed (a GPU model's max seconds)."""
+
+    amount: int
+    max_units: int | None = None
+
+
+def unit_cost(price: UnitPrice, units: int) -> int:
+    """Cost in micro-credits of ``units`` (at most ``max_units`` of them, and never fewer than none)."""
+    if price.max_units is not None:
+        units = min(units, price.max_units)
+    return price.amount * max(units, 0)
+
+
+def billed_seconds(milliseconds: int) -> int:
+    """Whole seconds billed for a run: any started second counts (as GPU providers bill)."""
+    return -(-max(milliseconds, 0) // 1000)

@@ -1,3 +1,6 @@
+"""Every movement of credits goes through ``ledger_post``; the services below say what each one means."""
+
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -11,43 +14,118 @@ from core.bulk_sql import existing_values, insert_rows, update_by_pk
 
 
 class InsufficientCredits(Exception):
-    def __init__(self, *, wallet_id: int, needed: int):
-        super().__init__(f"wallet {wallet_id} cannot cover {needed} µcr")
-        self.wallet_id, self.needed = wallet_id, needed
+    def __init__(self, *, organization_id: int, needed: int):
+        super().__init__(f"the wallet of organization {organization_id} cannot cover {needed} µcr")
+        self.organization_id, self.needed = organization_id, needed
 
 
-def wallet_get_or_create(*, organization) -> Wallet:
-    return Wallet.objects.get_or_create(organization=organization)[0]
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One signed move of micro-credits in an organization's wallet, recorded once under its key."""
+
+    organization_id: int
+    amount: int  # positive credits the wallet, negative debits it
+    kind: str  # LedgerEntry.Kind
+    idempotency_key: str
+    reference: str = ""
+    partial: bool = False  # a debit larger than the balance takes what is there instead of failing
+    counted: bool = False  # already in the gateway's spendable counter (a served call, settled there)
 
 
-@transaction.atomic
-def wallet_credit(*, wallet_id: int, amount: int, idempotency_key: str, reference: str = "",
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """What a movement did: ``amount`` moved (a partial debit may move less), or nothing if already posted."""
+
+    idempotency_key: str
+    amount: int
+    balance_after: int
+    fresh: bool
+
+
+def ledger_post(movements: Sequence[Movement]) -> list[Posting]:
+    """Move credits: the one place that changes a balance.
+
+    In one transaction for the whole batch: skip the movements whose idempotency key is already in the
+    ledger (a retry moves nothing), lock the wallets in primary-key order (concurrent batches cannot
+    deadlock), apply the movements in order with a running balance, write one append-only ledger row
+    each (``balance_after`` included), update each balance once, and after commit move the Redis
+    spendable counters by what the gateway has not already counted. An exact debit the balance cannot
+    cover raises InsufficientCredits and moves nothing. A handful of SQL statements whatever the batch
+    size (COPY on PostgreSQL): the metering writer posts hundreds of calls at a time.
+    """
+    with transaction.atomic():
+        done = existing_values(LedgerEntry, "idempotency_key", [m.idempotency_key for m in movements])
+        fresh = []
+        for movement in movements:
+            if movement.idempotency_key not in done:
+                done.add(movement.idempotency_key)  # a key repeated inside one batch moves once too
+                fresh.append(movement)
+        balances = _wallets_locked({m.organization_id for m in fresh})
+        rows, postings, unspent = [], [], {}
+        now = connection.ops.adapt_datetimefield_value(timezone.now())  # as auto_now_add would set it
+        for movement in fresh:
+            wallet_id, balance = balances[movement.organization_id]
+            amount = movement.amount
+            if amount + balance < 0:
+                if not movement.partial:
+                    raise InsufficientCredits(organization_id=movement.organization_id, needed=-amount)
+                amount = -balance
+            balance += amount
+            balances[movement.organization_id] = (wallet_id, balance)
+            rows.append((wallet_id, amount, balance, movement.kind, movement.idempotency_key, movement.reference,
+                         now))
+            postings.append(Posting(movement.idempotency_key, amount, balance, True))
+            if not movement.counted:
+                unspent[movement.organization_id] = unspent.get(movement.organization_id, 0) + amount
+        insert_rows(LedgerEntry, ("wallet", "amount", "balance_after", "kind", "idempotency_key", "reference",
+                                  "created_at"), rows)
+        update_by_pk(Wallet, "balance", sorted(balances.values()))
+        spendable_adjust_on_commit(unspent)
+    return postings
+
+
+def _wallets_locked(organization_ids: set[int]) -> dict[int, tuple[int, int]]:
+    """organization → (wallet id, balance), locked for the transaction; a missing wallet is created empty."""
+    if not organization_ids:
+        return {}
+    meta = Wallet._meta
+    pk, org, balance = meta.pk.column, meta.get_field("organization").column, meta.get_field("balance").column
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite locks the whole file
+    sql = (f"SELECT {pk}, {org}, {balance} FROM {meta.db_table} "
+           f"WHERE {org} IN ({', '.join(['%s'] * len(organization_ids))}) ORDER BY {pk}{lock}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(organization_ids))
+        found = {org_id: (wallet_id, amount) for wallet_id, org_id, amount in cursor.fetchall()}
+        if missing := organization_ids - found.keys():
+            Wallet.objects.bulk_create([Wallet(organization_id=org_id) for org_id in missing],
+                                       ignore_conflicts=True)
+            cursor.execute(sql, list(organization_ids))
+            found = {org_id: (wallet_id, amount) for wallet_id, org_id, amount in cursor.fetchall()}
+    return found
+
+
+def _posted(movement: Movement) -> LedgerEntry:
+    ledger_post([movement])
+    return LedgerEntry.objects.get(idempotency_key=movement.idempotency_key)
+
+
+def wallet_credit(*, organization_id: int, amount: int, idempotency_key: str, reference: str = "",
                   kind: str = LedgerEntry.Kind.TOPUP) -> LedgerEntry:
     """Add credits; a retried call with the same idempotency key credits once."""
     if amount <= 0:
         raise ValueError("A credit must be positive.")
-    if existing := LedgerEntry.objects.filter(idempotency_key=idempotency_key).first():
-        return existing
-    Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") + amount)
-    balance, org_id = Wallet.objects.values_list("balance", "organization_id").get(pk=wallet_id)
-    spendable_adjust_on_commit(organization_id=org_id, delta=amount)
-    return LedgerEntry.objects.create(wallet_id=wallet_id, amount=amount, balance_after=balance, kind=kind,
-                                      idempotency_key=idempotency_key, reference=reference)
+    return _posted(Movement(organization_id, amount, kind, idempotency_key, reference))
 
 
-@transaction.atomic
-def wallet_charge(*, wallet_id: int, amount: int, idempotency_key: str, reference: str = "") -> LedgerEntry:
+def wallet_charge(*, organization_id: int, amount: int, idempotency_key: str, reference: str = "") -> LedgerEntry:
     """Take exactly ``amount`` or nothing (for up-front prices)."""
-    if existing := LedgerEntry.objects.filter(idempotency_key=idempotency_key).first():
-        return existing
-    updated = Wallet.objects.filter(pk=wallet_id, balance__gte=amount).update(balance=F("balance") - amount)
-    if not updated:
-        raise InsufficientCredits(wallet_id=wallet_id, needed=amount)
-    balance, org_id = Wallet.objects.values_list("balance", "organization_id").get(pk=wallet_id)
-    spendable_adjust_on_commit(organization_id=org_id, delta=-amount)
-    return LedgerEntry.objects.create(wallet_id=wallet_id, amount=-amount, balance_after=balance,
-                                      kind=LedgerEntry.Kind.CHARGE, idempotency_key=idempotency_key,
-                                      reference=reference)
+    return _posted(Movement(organization_id, -amount, LedgerEntry.Kind.CHARGE, idempotency_key, reference))
+
+
+def wallet_debit_available(*, organization_id: int, amount: int, idempotency_key: str, reference: str,
+                           kind: str) -> LedgerEntry:
+    """Take back up to ``amount`` (refunds, disputes): what was already spent cannot be taken back."""
+    return _posted(Movement(organization_id, -amount, kind, idempotency_key, reference, partial=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,106 +139,60 @@ class UsageCharge:
 
 
 def usage_charges_apply(charges: list[UsageCharge]) -> dict[str, int]:
-    """Charge a batch of finished calls; returns the amount each idempotency key could NOT collect.
+    """Charge a batch of served calls; returns the amount each idempotency key could NOT collect.
 
-    Must run inside the caller's transaction (the request logs are written in the same one).
-    For the whole batch: one lookup of the keys already charged, one locked read of the wallets, one
-    ledger insert, one balance update. A charge larger than what is left takes the wallet to zero and
-    reports the shortfall rather than going negative. Plain SQL rather than the ORM: the gateway's
-    metering flush calls this in the process that serves requests, so its CPU is taken from them.
+    A charge larger than what is left takes the wallet to zero and reports the shortfall rather than
+    going negative. The gateway counted each charge when it settled the call's reservation.
     """
-    keys = [c.idempotency_key for c in charges]
-    done = existing_values(LedgerEntry, "idempotency_key", keys)
-    by_org: dict[int, list[UsageCharge]] = {}
-    for charge in charges:
-        if charge.idempotency_key not in done:
-            done.add(charge.idempotency_key)  # a key repeated inside one batch is charged once too
-            by_org.setdefault(charge.organization_id, []).append(charge)
-    if not by_org:
-        return {}
-    meta = Wallet._meta
-    wallet_id, wallet_org, wallet_balance = (meta.pk.column, meta.get_field("organization").column,
-                                             meta.get_field("balance").column)
-    # Locked in pk order so concurrent batches cannot deadlock (SQLite: the transaction holds a lock).
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {wallet_id}, {wallet_org}, {wallet_balance} FROM {meta.db_table} "
-                       f"WHERE {wallet_org} IN ({', '.join(['%s'] * len(by_org))}) ORDER BY {wallet_id}{lock}",
-                       list(by_org))
-        locked = cursor.fetchall()
-    shortfalls: dict[str, int] = {}
-    entries, balances = [], []
-    kind, adapt_datetime = LedgerEntry.Kind.CHARGE.value, connection.ops.adapt_datetimefield_value
-    for pk, org_id, balance in locked:
-        for charge in by_org[org_id]:
-            taken = min(charge.amount, balance)
-            balance -= taken
-            if taken < charge.amount:
-                shortfalls[charge.idempotency_key] = charge.amount - taken
-            entries.append((pk, -taken, balance, kind, charge.idempotency_key, charge.reference,
-                            adapt_datetime(timezone.now())))  # created_at, as auto_now_add sets it
-        balances.append((pk, balance))
-    insert_rows(LedgerEntry, ("wallet", "amount", "balance_after", "kind", "idempotency_key", "reference",
-                              "created_at"), entries)
-    update_by_pk(Wallet, "balance", balances)
-    return shortfalls
+    postings = ledger_post([Movement(c.organization_id, -c.amount, LedgerEntry.Kind.CHARGE, c.idempotency_key,
+                                     c.reference, partial=True, counted=True) for c in charges])
+    asked = {c.idempotency_key: c.amount for c in charges}
+    return {p.idempotency_key: asked[p.idempotency_key] + p.amount for p in postings
+            if asked[p.idempotency_key] + p.amount}
 
 
 @transaction.atomic
-def hold_create(*, wallet_id: int, amount: int, idempotency_key: str, expires_at, reference: str = "") -> Hold:
+def hold_create(*, organization_id: int, amount: int, idempotency_key: str, expires_at,
+                reference: str = "") -> Hold:
     """Set ``amount`` aside for a long job (all or nothing); a retry with the same key returns the same hold."""
     if amount <= 0:
         raise ValueError("A hold must be positive.")
     if existing := Hold.objects.filter(idempotency_key=idempotency_key).first():
         return existing
-    updated = Wallet.objects.filter(pk=wallet_id, balance__gte=amount).update(balance=F("balance") - amount)
-    if not updated:
-        raise InsufficientCredits(wallet_id=wallet_id, needed=amount)
-    balance, org_id = Wallet.objects.values_list("balance", "organization_id").get(pk=wallet_id)
-    spendable_adjust_on_commit(organization_id=org_id, delta=-amount)
+    wallet_id = Wallet.objects.values_list("pk", flat=True).get(organization_id=organization_id)
     hold = Hold.objects.create(wallet_id=wallet_id, amount=amount, idempotency_key=idempotency_key,
                                reference=reference, expires_at=expires_at)
-    LedgerEntry.objects.create(wallet_id=wallet_id, amount=-amount, balance_after=balance,
-                               kind=LedgerEntry.Kind.HOLD, idempotency_key=f"hold:{hold.pk}", reference=reference)
+    ledger_post([Movement(organization_id, -amount, LedgerEntry.Kind.HOLD, f"hold:{hold.pk}", reference)])
     return hold
 
 
-def _hold_close(hold, *, charge: int, status: str):
-    """Give the whole hold back, then charge what the job cost: two ledger rows, one balance move."""
-    wallet = Wallet.objects.select_for_update().get(pk=hold.wallet_id)
-    balance = wallet.balance + hold.amount
-    LedgerEntry.objects.create(wallet=wallet, amount=hold.amount, balance_after=balance,
-                               kind=LedgerEntry.Kind.RELEASE, idempotency_key=f"hold:{hold.pk}:release",
-                               reference=hold.reference)
+def _hold_close(hold_id: int, *, actual: int, cap: int | None, status: str) -> Hold:
+    """Give the whole hold back, then charge what the job cost (never above the hold or the cap)."""
+    hold = Hold.objects.select_for_update(of=("self",)).select_related("wallet").get(pk=hold_id)
+    if hold.status != Hold.Status.OPEN:
+        return hold  # settled or released already: a retry changes nothing
+    charge = max(0, min(actual, hold.amount, hold.amount if cap is None else cap))
+    org_id = hold.wallet.organization_id
+    movements = [Movement(org_id, hold.amount, LedgerEntry.Kind.RELEASE, f"hold:{hold.pk}:release", hold.reference)]
     if charge:
-        balance -= charge
-        LedgerEntry.objects.create(wallet=wallet, amount=-charge, balance_after=balance,
-                                   kind=LedgerEntry.Kind.CHARGE, idempotency_key=f"hold:{hold.pk}:charge",
-                                   reference=hold.reference)
-    Wallet.objects.filter(pk=wallet.pk).update(balance=balance)
-    spendable_adjust_on_commit(organization_id=wallet.organization_id, delta=hold.amount - charge)
+        movements.append(Movement(org_id, -charge, LedgerEntry.Kind.CHARGE, f"hold:{hold.pk}:charge",
+                                  hold.reference))
+    ledger_post(movements)
     hold.status, hold.settled_amount, hold.closed_at = status, charge, timezone.now()
     hold.save(update_fields=["status", "settled_amount", "closed_at"])
     return hold
 
 
 @transaction.atomic
-def hold_settle(*, hold_id: int, actual: int, cap: int | None = None):
+def hold_settle(*, hold_id: int, actual: int, cap: int | None = None) -> Hold:
     """Charge the job's actual cost, never more than the hold or the model's cap; release the rest."""
-    hold = Hold.objects.select_for_update().get(pk=hold_id)
-    if hold.status != Hold.Status.OPEN:
-        return hold  # settled or released already: a retry changes nothing
-    charge = max(0, min(actual, hold.amount, cap if cap is not None else hold.amount))
-    return _hold_close(hold, charge=charge, status=Hold.Status.SETTLED)
+    return _hold_close(hold_id, actual=actual, cap=cap, status=Hold.Status.SETTLED)
 
 
 @transaction.atomic
-def hold_release(*, hold_id: int):
+def hold_release(*, hold_id: int) -> Hold:
     """The job failed or never ran: everything goes back."""
-    hold = Hold.objects.select_for_update().get(pk=hold_id)
-    if hold.status != Hold.Status.OPEN:
-        return hold
-    return _hold_close(hold, charge=0, status=Hold.Status.RELEASED)
+    return _hold_close(hold_id, actual=0, cap=None, status=Hold.Status.RELEASED)
 
 
 def holds_release_expired(*, now=None) -> int:
@@ -169,22 +201,6 @@ def holds_release_expired(*, now=None) -> int:
     for hold_id in expired.values_list("pk", flat=True):
         count += hold_release(hold_id=hold_id).status == Hold.Status.RELEASED
     return count
-
-
-@transaction.atomic
-def wallet_debit_available(*, wallet_id: int, amount: int, idempotency_key: str, reference: str,
-                           kind: str) -> LedgerEntry | None:
-    """Take back up to ``amount`` (refunds, disputes): what was already spent cannot be taken back."""
-    if existing := LedgerEntry.objects.filter(idempotency_key=idempotency_key).first():
-        return existing
-    wallet = Wallet.objects.select_for_update().get(pk=wallet_id)
-    taken = min(amount, wallet.balance)
-    if taken <= 0:
-        return None
-    Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") - taken)
-    spendable_adjust_on_commit(organization_id=wallet.organization_id, delta=-taken)
-    return LedgerEntry.objects.create(wallet=wallet, amount=-taken, balance_after=wallet.balance - taken,
-                                      kind=kind, idempotency_key=idempotency_key, reference=reference)
 
 
 def ledger_discrepancies() -> list[tuple[int, int, int]]:

@@ -8,11 +8,16 @@ from django.views.decorators.http import require_POST
 
 from billing.models import LedgerEntry
 from billing.money import micro_to_credits
-from billing.payments import (MIN_TOPUP_CENTS, InvalidWebhook, PaymentsNotConfigured, stripe_webhook_handle,
-                              topup_checkout_create)
+from billing.payments import (
+    MIN_TOPUP_CENTS,
+    InvalidWebhook,
+    PaymentsNotConfigured,
+    stripe_webhook_handle,
+    topup_checkout_create,
+)
 from billing.selectors import wallet_balance
-from hypereal.pages import org_page, page_context
 from orgs.api.base import client_ip
+from orgs.pages import org_page, page_context
 from orgs.roles import role_has_scope
 
 

@@ -15,42 +15,56 @@ from gateway.info import credits, current_key, list_models
 from gateway.metering import meter
 
 log = logging.getLogger(__name__)
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+Handler = Callable[..., Awaitable[None]]  # (scope, receive, send, **path parameters)
+Methods = dict[str, Handler]
+API_PREFIXES = ("/api/v1", "/v1")  # every route under /api/v1, mirrored under /v1 for SDKs that expect it
 
-_ROUTES = {
-    "/chat/completions": ("POST", chat_completions),
-    "/messages": ("POST", messages),
-    "/responses": ("POST", responses),
-    "/gemini": ("POST", gemini),
-    "/models": ("GET", list_models),
-    "/credits": ("GET", credits),
-    "/key": ("GET", current_key),
-}
-# Every route under /api/v1 and mirrored under /v1 for SDKs that expect it.
-ROUTES = {prefix + path: route for path, route in _ROUTES.items() for prefix in ("/api/v1", "/v1")}
-# google-genai's own paths (it appends /v1beta/models/… to its base URL; /v1/… with api_version="v1").
-GEMINI_PATH = re.compile(r"(?:/api)?/v1(?:beta)?/models/(?P<model>[^/:]+):(?P<method>generateContent|"
-                         r"streamGenerateContent)")
+_exact: dict[str, Methods] = {}
+_patterns: list[tuple[re.Pattern[str], Methods]] = []
+_NO_PARAMS: dict[str, str] = {}  # shared, never mutated: dispatch unpacks it into keyword arguments
 
 
-def route_for(path: str) -> tuple[str, Handler] | None:
-    if route := ROUTES.get(path):
-        return route
-    if ":" in path and (match := GEMINI_PATH.fullmatch(path)):
-        model, method = match["model"], match["method"]
+def route_add(path: str, handlers: Methods) -> None:
+    """Serve ``path`` (under each of API_PREFIXES) ahead of Django. Apps above the gateway (gpu) register
+    their model-API routes here, from their AppConfig.ready()."""
+    for prefix in API_PREFIXES:
+        _exact.setdefault(prefix + path, {}).update(handlers)
 
-        async def generate(scope: Scope, receive: Receive, send: Send) -> None:
-            await gemini_generate(scope, receive, send, model, method)
-        return "POST", generate
+
+def route_add_pattern(pattern: str, handlers: Methods) -> None:
+    """A route with parameters: a regular expression over the whole path, whose named groups are passed
+    to the handler as keyword arguments (tried only when no exact path matches)."""
+    _patterns.append((re.compile(pattern), handlers))
+
+
+def route_for(path: str) -> tuple[Methods, dict[str, str]] | None:
+    if methods := _exact.get(path):
+        return methods, _NO_PARAMS
+    for pattern, methods in _patterns:
+        if match := pattern.fullmatch(path):
+            return methods, match.groupdict()
     return None
 
 
-async def dispatch(scope: Scope, receive: Receive, send: Send, route: tuple[str, Handler]) -> None:
-    method, handler = route
-    if scope["method"] != method:
-        err = GatewayError(405, "invalid_request_error", f"Use {method} for this endpoint.", "method_not_allowed")
-        return await send_json(send, 405, openai_error_body(err), {"allow": method})
-    await handler(scope, receive, send)
+async def dispatch(scope: Scope, receive: Receive, send: Send, route: tuple[Methods, dict[str, str]]) -> None:
+    methods, params = route
+    if (handler := methods.get(scope["method"])) is None:
+        allowed = ", ".join(methods)
+        err = GatewayError(405, "invalid_request_error", f"Use {allowed} for this endpoint.", "method_not_allowed")
+        return await send_json(send, 405, openai_error_body(err), {"allow": allowed})
+    await handler(scope, receive, send, **params)
+
+
+route_add("/chat/completions", {"POST": chat_completions})
+route_add("/messages", {"POST": messages})
+route_add("/responses", {"POST": responses})
+route_add("/gemini", {"POST": gemini})
+route_add("/models", {"GET": list_models})
+route_add("/credits", {"GET": credits})
+route_add("/key", {"GET": current_key})
+# google-genai's own paths (it appends /v1beta/models/… to its base URL; /v1/… with api_version="v1").
+route_add_pattern(r"(?:/api)?/v1(?:beta)?/models/(?P<model>[^/:]+):(?P<method>generateContent|"
+                  r"streamGenerateContent)", {"POST": gemini_generate})
 
 
 class Lifecycle:

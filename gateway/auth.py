@@ -6,7 +6,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 
 from apikeys.models import KEY_PREFIX
-from apikeys.selectors import api_key_by_hash
+from apikeys.selectors import api_key_for_gateway
 from apikeys.services import api_key_hash
 from gateway.db import run_db
 from gateway.errors import GatewayError
@@ -45,14 +45,14 @@ def presented_key(scope: Scope) -> str | None:
 
 
 def _load(digest: str) -> KeyContext | None:
-    key = api_key_by_hash(key_hash=digest)
+    key = api_key_for_gateway(key_hash=digest)
     if key is None:
         return None
-    org, conf = key.organization, settings.HYPEREAL
-    return KeyContext(key_id=key.pk, org_id=key.organization_id, name=key.name,
-                      monthly_spend_limit=key.monthly_spend_limit, active=key.is_active,
-                      rpm=conf["DEFAULT_RPM"] if org.rate_limit_rpm is None else org.rate_limit_rpm,
-                      tpm=conf["DEFAULT_TPM"] if org.rate_limit_tpm is None else org.rate_limit_tpm)
+    rpm, tpm, conf = key["organization__rate_limit_rpm"], key["organization__rate_limit_tpm"], settings.HYPEREAL
+    return KeyContext(key_id=key["pk"], org_id=key["organization_id"], name=key["name"],
+                      monthly_spend_limit=key["monthly_spend_limit"],
+                      active=key["disabled_at"] is None and key["revoked_at"] is None,
+                      rpm=conf["DEFAULT_RPM"] if rpm is None else rpm, tpm=conf["DEFAULT_TPM"] if tpm is None else tpm)
 
 
 async def authenticate(scope: Scope) -> KeyContext:

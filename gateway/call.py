@@ -9,10 +9,11 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from billing.tokens import TokenUsage
+from gateway.auth import KeyContext
 from gateway.errors import GatewayError, openai_error_body
 from gateway.http import Receive, Send, send_json
 from gateway.metering import meter
-from billing.tokens import TokenUsage
 from usage.services import CallRecord
 
 
@@ -37,15 +38,15 @@ class Call:
         if self.ttft_ms is None:
             self.ttft_ms = self.elapsed_ms()
 
-    def record(self, *, org_id: int, key_id: int | None, model: str, status: int, usage: TokenUsage = TokenUsage(),
-               cost: int = 0, provider: str = "", upstream_model: str = "", stream: bool = False,
-               error_type: str = "") -> None:
+    def record(self, ctx: KeyContext, *, model: str, status: int, usage: TokenUsage = TokenUsage(), cost: int = 0,
+               provider: str = "", upstream_model: str = "", stream: bool = False, error_type: str = "") -> None:
         """Queue this call's charge and log; a call is recorded once whatever path it ended on."""
         if self.recorded:
             return
         self.recorded = True
         meter.record(CallRecord(
-            request_id=self.request_id, organization_id=org_id, api_key_id=key_id, endpoint=self.endpoint,
+            request_id=self.request_id, organization_id=ctx.org_id, api_key_id=ctx.key_id,
+            api_key_name=ctx.name, endpoint=self.endpoint,
             model=model, provider=provider, upstream_model=upstream_model, status=status,
             latency_ms=self.elapsed_ms(), usage=usage, cost=cost, created_at=self.created_at, stream=stream,
             ttft_ms=self.ttft_ms, error_type=error_type, attempts=self.attempts,

@@ -1,4 +1,4 @@
-"""Gateway errors, rendered in the ingress format's own error shape."""
+"""Gateway errors, rendered in the shape of the client's wire format."""
 
 from dataclasses import dataclass, field
 

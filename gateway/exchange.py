@@ -5,6 +5,7 @@ Each call walks its model's fallback chain: a connection error, timeout, 408/409
 are the client's to see. A stream is committed only once its first upstream bytes arrived, so a failing
 target can still be skipped; after that a failure ends the stream with an explicit error event in the
 client's format, never a clean finish. Exactly one RequestLog and charge are recorded however it ends.
+What differs per format is asked of the client's and the target's WireFormat (gateway.formats).
 """
 
 import asyncio
@@ -17,23 +18,23 @@ from django.conf import settings
 
 from billing.money import micro_to_credits, micro_to_json
 from billing.pricing import token_cost
-from gateway import providers, upstream
+from billing.tokens import TokenUsage
+from gateway import upstream
 from gateway.auth import KeyContext
+from gateway.call import Call
 from gateway.catalog import Route, Target
 from gateway.errors import GatewayError, invalid_request
+from gateway.formats import upstream_format
+from gateway.formats.base import ClientRequest, WireFormat, load_json
+from gateway.formats.chat import chat_output_chars
 from gateway.formats.common import TranslationError
-from gateway.formats.responses import responses_from_sse_events
 from gateway.health import health
 from gateway.http import SSE_HEADERS, Send, encode_headers, send_json
-from gateway.ingress import ClientRequest, Ingress
-from gateway.call import Call
 from gateway.sse import SSEParser
 from gateway.upstream import UpstreamFailure, UpstreamResponse
-from billing.tokens import TokenUsage
 
 CHARS_PER_TOKEN = 4  # estimates, used only where an exact count cannot exist
 RETRYABLE_STATUS = {408, 409, 429}
-MODEL_KEYS = {providers.GEMINI: b"modelVersion"}  # where a native answer names its model; else "model"
 # What a translator raises on a request it cannot read or express; the client gets a 400.
 UNTRANSLATABLE = (TranslationError, KeyError, TypeError, AttributeError, ValueError)
 
@@ -41,7 +42,7 @@ UNTRANSLATABLE = (TranslationError, KeyError, TypeError, AttributeError, ValueEr
 @dataclass(slots=True)
 class Opened:
     target: Target
-    fmt: str
+    format: WireFormat  # the one the target was sent the call in
     native: bool  # the upstream speaks the client's format: passed on, not translated
     response: UpstreamResponse
     data: dict | None = None  # non-stream: the whole answer
@@ -49,15 +50,17 @@ class Opened:
 
 
 class Exchange:
-    def __init__(self, ingress: Ingress, call: Call, ctx: KeyContext, route: Route, request: ClientRequest,
-                 body_size: int, send: Send) -> None:
-        self.ingress, self.call, self.ctx, self.route, self.request = ingress, call, ctx, route, request
-        self.body_size, self.send = body_size, send
+    def __init__(self, client_format: WireFormat, call: Call, ctx: KeyContext, route: Route,
+                 request: ClientRequest, body_size: int, send: Send) -> None:
+        self.client_format, self.call, self.ctx, self.route = client_format, call, ctx, route
+        self.request, self.body_size, self.send = request, body_size, send
         self.deadline = call.started + settings.HYPEREAL["REQUEST_DEADLINE_SECONDS"]
         self.target: Target | None = None
         self.usage: TokenUsage | None = None
         self.produced = 0
-        self.cost = 0
+        self.cost = 0  # micro-credits, once recorded
+        self._priced: TokenUsage | None = None  # the last usage priced, and its cost in micro-credits
+        self._priced_cost = 0
         self.status, self.error_type = 200, ""
         self.answered = False  # the last byte of the response is on its way
         self._chat: dict | None = None
@@ -84,7 +87,15 @@ class Exchange:
             self._record()
 
     def price(self, usage: TokenUsage) -> float:
-        return micro_to_json(token_cost(usage, self.route.prices))
+        """The cost of ``usage`` in credits, as the client is told it."""
+        return micro_to_json(self._cost(usage))
+
+    def _cost(self, usage: TokenUsage) -> int:
+        """Micro-credits of ``usage``, priced once however often it is asked: the cost the client is told,
+        the x-hypereal-credits header, the charge and the log are one number."""
+        if usage is not self._priced:  # usage records are immutable: a new one is a new usage
+            self._priced, self._priced_cost = usage, token_cost(usage, self.route.prices)
+        return self._priced_cost
 
     def _record(self) -> None:
         if self.status != 200 and (self.produced or self.status == 499):
@@ -96,9 +107,8 @@ class Exchange:
             else:
                 self.usage = replace(self.usage, output=max(self.usage.output, produced))
         usage, target = self.usage or TokenUsage(), self.target
-        self.cost = token_cost(usage, self.route.prices)
-        self.call.record(org_id=self.ctx.org_id, key_id=self.ctx.key_id, model=self.route.public_id,
-                         status=self.status, usage=usage, cost=self.cost,
+        self.cost = self._cost(usage)
+        self.call.record(self.ctx, model=self.route.public_id, status=self.status, usage=usage, cost=self.cost,
                          provider=target.provider if target else "",
                          upstream_model=target.upstream_model if target else "", stream=self.request.stream,
                          error_type=self.error_type)
@@ -147,16 +157,16 @@ class Exchange:
         """The request as OpenAI chat, for upstreams of another format (computed once)."""
         if self._chat is None:
             try:
-                self._chat = self.ingress.to_chat(self.request)
+                self._chat = self.client_format.to_chat(self.request)
             except UNTRANSLATABLE as exc:
                 raise invalid_request(f"The request could not be read: {exc}", code="invalid_request") from None
         return self._chat
 
-    def _upstream_body(self, fmt: str, native: bool) -> dict:
+    def _upstream_body(self, fmt: WireFormat, native: bool) -> dict:
         if native:
             return self.request.body
         try:
-            return providers.request_from_chat(fmt, self._chat_request())
+            return fmt.request_from_chat(self._chat_request())
         except UNTRANSLATABLE as exc:
             raise invalid_request(f"The request cannot be sent to this model: {exc}",
                                   code="unsupported_for_model") from None
@@ -165,12 +175,11 @@ class Exchange:
         remaining = self.deadline - time.perf_counter()
         if remaining <= 0:
             raise UpstreamFailure("timeout")
-        fmt = providers.upstream_format(target, self.ingress.format)
-        native = fmt == self.ingress.format
+        fmt = upstream_format(target, self.client_format)
+        native = fmt is self.client_format
         stream = self.request.stream
-        url, headers, body = providers.build_request(
-            fmt, target, self._upstream_body(fmt, native), stream=stream, cache=self.request.cache,
-            client_headers=self.request.headers)
+        url, headers, body = fmt.build_request(target, self._upstream_body(fmt, native), stream=stream,
+                                               cache=self.request.cache, client_headers=self.request.headers)
         response = await upstream.post(url, body, headers, connect_timeout=min(target.connect_timeout, remaining),
                                        read_timeout=min(target.read_timeout, remaining))
         try:
@@ -179,13 +188,8 @@ class Exchange:
                 if response.status in RETRYABLE_STATUS or response.status >= 500:
                     raise UpstreamFailure("status", response.status, f"answered {response.status}")
                 if response.status >= 400:
-                    raise upstream.status_error(response.status, providers.load_json(raw))
-                if fmt == providers.RESPONSES and response.content_type == "text/event-stream":
-                    # Some Responses upstreams always stream: the client asked for one answer, so it gets one.
-                    data = responses_from_sse_events([item for event in SSEParser().feed(raw + b"\n\n")
-                                                      if (item := providers.sse_item(fmt, event))])
-                else:
-                    data = providers.load_json(raw)
+                    raise upstream.status_error(response.status, load_json(raw))
+                data = fmt.read_answer(raw, response.content_type)
                 if not isinstance(data, dict):
                     raise UpstreamFailure("status", 502, "answered with invalid JSON")
                 response.close()
@@ -201,14 +205,14 @@ class Exchange:
     # --- answers -------------------------------------------------------------------------------------
 
     async def _answer(self, opened: Opened) -> None:
-        data, model = opened.data, self.route.public_id
-        self.usage = providers.usage_of(opened.fmt, data)
+        data, model, client = opened.data, self.route.public_id, self.client_format
+        self.usage = opened.format.usage_of(data)
         if opened.native:
-            answer = self.ingress.native_answer(data, model)
+            answer = client.native_answer(data, model)
         else:
-            answer = self.ingress.answer_from_chat(providers.chat_from_answer(opened.fmt, data, model), model)
-        cost = token_cost(self.usage, self.route.prices)
-        self.ingress.stamp_answer(answer, self.usage, micro_to_json(cost))
+            answer = client.answer_from_chat(opened.format.chat_from_answer(data, model), model)
+        cost = self._cost(self.usage)
+        client.stamp_answer(answer, self.usage, micro_to_json(cost))
         self.answered = True
         await send_json(self.send, 200, answer,
                         {**self.call.headers, "x-hypereal-credits": format(micro_to_credits(cost), "f")})
@@ -219,7 +223,8 @@ class Exchange:
         self._last_sent = time.monotonic()
         loop = asyncio.get_running_loop()
         self._ping_every = settings.HYPEREAL["STREAM_PING_SECONDS"]
-        self._ping_timer = loop.call_later(self._ping_every, self._ping_due) if self.ingress.ping else None
+        pings = self.client_format.ping is not None
+        self._ping_timer = loop.call_later(self._ping_every, self._ping_due) if pings else None
         relay = _NativeRelay(self, opened) if opened.native else _TranslatedRelay(self, opened)
         parser, pending = SSEParser(), opened.first
         try:
@@ -253,7 +258,7 @@ class Exchange:
         """SSE keep-alives, so proxies don't close a stream that thinks for a long time."""
         idle = time.monotonic() - self._last_sent
         if idle >= self._ping_every and (self._ping is None or self._ping.done()):
-            self._ping, idle = asyncio.ensure_future(self._emit(self.ingress.ping)), 0.0
+            self._ping, idle = asyncio.ensure_future(self._emit(self.client_format.ping)), 0.0
         self._ping_timer = asyncio.get_running_loop().call_later(self._ping_every - idle, self._ping_due)
 
 
@@ -261,9 +266,9 @@ class _NativeRelay:
     """The upstream speaks the client's format: events pass through, watched, the model id swapped."""
 
     def __init__(self, exchange: Exchange, opened: Opened) -> None:
-        self.exchange, self.opened = exchange, opened
-        self.observer = exchange.ingress.observer(exchange.request, exchange.price)
-        key, public, private = MODEL_KEYS.get(opened.fmt, b"model"), exchange.route.public_id, \
+        self.exchange = exchange
+        self.observer = exchange.client_format.observer(exchange.request, exchange.price)
+        key, public, private = opened.format.model_field.encode(), exchange.route.public_id, \
             opened.target.upstream_model
         self.swaps = [] if public == private else [
             (b'"%s":%s"%s"' % (key, sep, private.encode()), b'"%s":%s"%s"' % (key, sep, public.encode()))
@@ -292,29 +297,28 @@ class _NativeRelay:
         return b""
 
     def error(self, type: str, message: str) -> bytes:
-        return self.exchange.ingress.stream_error(self.observer, type, message)
+        return self.exchange.client_format.stream_error(self.observer, type, message)
 
 
 class _TranslatedRelay:
     """Upstream events → chat chunks → the client's events."""
 
     def __init__(self, exchange: Exchange, opened: Opened) -> None:
-        self.exchange, self.opened = exchange, opened
+        self.exchange = exchange
         model = exchange.route.public_id
-        self.decoder = providers.chat_decoder(opened.fmt, model)
-        self.translator = exchange.ingress.translator(exchange.request, model)
-        self._priced: TokenUsage | None = None
-        self._cost = 0.0
+        self.sse_item = opened.format.sse_item
+        self.decoder = opened.format.chat_decoder(model)
+        self.translator = exchange.client_format.translator(exchange.request, model)
 
     @property
     def usage(self) -> TokenUsage | None:
         return self.decoder.usage
 
     def feed(self, events: list[bytes]) -> bytes:
-        chunks = []
+        chunks, sse_item, decoder = [], self.sse_item, self.decoder
         for event in events:
-            if (item := providers.sse_item(self.opened.fmt, event)) is not None:
-                chunks += self.decoder.feed(item)
+            if (item := sse_item(event)) is not None:
+                chunks += decoder.feed(item)
         return self._out(chunks)
 
     def end(self) -> bytes:
@@ -323,10 +327,10 @@ class _TranslatedRelay:
         return self._out(self.decoder.finish(), ending=True)
 
     def _out(self, chunks: list[dict], ending: bool = False) -> bytes:
-        exchange, ingress = self.exchange, self.exchange.ingress
+        exchange, client = self.exchange, self.exchange.client_format
         items = []
         for chunk in chunks:
-            exchange.produced += providers.chat_output_chars(chunk)
+            exchange.produced += chat_output_chars(chunk)
             if chunk.get("error"):
                 exchange.status, exchange.error_type = 502, "upstream_stream_error"
             items += self.translator.feed(chunk)
@@ -336,12 +340,12 @@ class _TranslatedRelay:
             exchange.call.first_token()
         if not items:
             return b""
-        if self.decoder.usage is not None and self.decoder.usage != self._priced:
-            self._priced, self._cost = self.decoder.usage, exchange.price(self.decoder.usage)
-        if self._priced is not None:
+        if (usage := self.decoder.usage) is not None:
+            cost = exchange.price(usage)
             for item in items:
-                ingress.stamp(item, self._cost)
-        return b"".join(ingress.encode(item) for item in items)
+                client.stamp(item, cost)
+        return b"".join(client.encode(item) for item in items)
 
     def error(self, type: str, message: str) -> bytes:
-        return b"".join(self.exchange.ingress.encode(item) for item in self.translator.error(type, message))
+        client = self.exchange.client_format
+        return b"".join(client.encode(item) for item in self.translator.error(type, message))

@@ -1,15 +1,19 @@
 """Read-only model-API endpoints: the model list, the wallet balance and the calling key."""
 
+from apikeys.selectors import api_keys_month_spend
 from billing.money import micro_to_json
 from billing.selectors import wallet_balance
 from gateway.auth import authenticate
+from gateway.call import Call
 from gateway.catalog import Route, catalog
 from gateway.db import run_db
 from gateway.errors import GatewayError
+from gateway.formats.anthropic import ANTHROPIC
+from gateway.formats.chat import CHAT
+from gateway.formats.gemini import GEMINI
+from gateway.formats.responses import RESPONSES
 from gateway.http import Receive, Scope, Send, send_json
 from gateway.metering import meter
-from gateway.call import Call
-from usage.selectors import api_key_month_spend
 
 
 async def list_models(scope: Scope, receive: Receive, send: Send) -> None:
@@ -27,13 +31,16 @@ async def list_models(scope: Scope, receive: Receive, send: Send) -> None:
     await send_json(send, 200, {"object": "list", "data": data}, {"x-request-id": call.request_id})
 
 
+# The chat endpoints, each with the wire format its clients speak.
+CHAT_ENDPOINTS = (("/v1/chat/completions", CHAT), ("/v1/responses", RESPONSES), ("/v1/messages", ANTHROPIC),
+                  ("/v1/gemini", GEMINI))
+
+
 def _endpoints(route: Route) -> list[str]:
-    """Where a chat model can be called: Anthropic models on /messages only, the others everywhere."""
+    """Where a model can be called: every chat endpoint whose format admits it."""
     if route.capability != "chat":
         return []
-    if route.family == "anthropic":
-        return ["/v1/messages"]
-    return ["/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/gemini"]
+    return [path for path, fmt in CHAT_ENDPOINTS if fmt.admits(route)]
 
 
 async def credits(scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,7 +62,7 @@ async def current_key(scope: Scope, receive: Receive, send: Send) -> None:
     except GatewayError as err:
         return await call.send_openai_error(send, err)
     await meter.flush()
-    spend = await run_db(api_key_month_spend, api_key_id=ctx.key_id)
+    spend = (await run_db(api_keys_month_spend, key_ids=[ctx.key_id]))[ctx.key_id]
     limit = ctx.monthly_spend_limit
     await send_json(send, 200, {
         "object": "api_key",

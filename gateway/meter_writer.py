@@ -5,8 +5,13 @@ process that work holds the GIL and stalls the calls in flight — bench/ showed
 latency at concurrency 1 — while in a child process it runs beside them. The gateway sends a batch and
 waits for the child's answer, so a flush still ends only once its batch is committed; a child that dies
 is replaced and the batch sent again (the write is idempotent per request id).
+
+Once a batch is committed the child also publishes its rows to the live request log, from the records
+it holds, when the channel layer is shared between processes (Redis); on the embedded default the
+gateway process does that itself, since only it can reach its in-memory layer.
 """
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -22,15 +27,18 @@ class MeterWriteError(Exception):
 
 
 def _serve(conn: Connection) -> None:
-    """The child: write each batch it receives, answer ("ok", live-log messages) or ("error", why)."""
+    """The child: write each batch it receives, answer ("ok", None) or ("error", why)."""
     os.nice(10)  # on a shared core the gateway's calls go first; batches just get larger meanwhile
     import django
 
     django.setup()
+    from django.conf import settings
     from django.db import close_old_connections
 
-    from usage.consumers import live_rows_render
+    from usage.consumers import live_rows_render, live_rows_send
     from usage.services import call_records_save
+
+    loop = asyncio.new_event_loop()  # one for the child's life: the channel layer keeps its connections
 
     while True:
         try:
@@ -47,12 +55,12 @@ def _serve(conn: Connection) -> None:
             log.exception("metering batch of %d calls not written", len(records))
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
             continue
-        try:  # the live log is a nicety: it never fails the metering
-            live = live_rows_render(records)
-        except Exception:
-            log.exception("live request-log rows not rendered")
-            live = []
-        conn.send(("ok", live))
+        conn.send(("ok", None))
+        if settings.REDIS_URL:
+            try:  # the live log is a nicety: it never fails the metering
+                loop.run_until_complete(live_rows_send(live_rows_render(records)))
+            except Exception:
+                log.exception("live request-log rows not published")
 
 
 class MeterWriter:
@@ -68,8 +76,8 @@ class MeterWriter:
         with self._lock:
             self._running()
 
-    def write(self, records: list, touched: dict) -> list:
-        """The batch's live-log messages once it is written."""
+    def write(self, records: list, touched: dict) -> None:
+        """Return once the batch is written."""
         with self._lock:
             for _ in range(2):  # a writer that died gets one replacement per batch
                 conn = self._running()
@@ -82,7 +90,7 @@ class MeterWriter:
                     continue
                 if status == "error":
                     raise MeterWriteError(detail)
-                return detail
+                return
             raise MeterWriteError("no metering writer process would take the batch")
 
     def stop(self) -> None:

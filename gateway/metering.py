@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from gateway.meter_writer import MeterWriter
-from usage.consumers import live_rows_send
+from usage.consumers import live_rows_render, live_rows_send
 from usage.services import CallRecord
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ class Meter:
             for start in range(0, len(pending), BATCH_SIZE):
                 batch = pending[start:start + BATCH_SIZE]
                 try:
-                    live = await asyncio.get_running_loop().run_in_executor(
-                        self._hand_off, self._writer.write, batch, touched)
+                    await asyncio.get_running_loop().run_in_executor(self._hand_off, self._writer.write, batch,
+                                                                     touched)
                 except Exception:
                     # Keep them for the next attempt; the write is idempotent per request id.
                     self._queue[:0] = pending[start:]
@@ -76,10 +76,12 @@ class Meter:
                             self._pending_cost[record.organization_id] = left
                         else:
                             self._pending_cost.pop(record.organization_id, None)
-                try:  # the live log is a nicety: it never holds up or fails the metering
-                    await live_rows_send(live)
-                except Exception:
-                    log.exception("live request-log update failed")
+                if not settings.REDIS_URL:  # the writer publishes them itself on a shared channel layer
+                    try:  # the live log is a nicety: it never holds up or fails the metering
+                        await live_rows_send(await asyncio.get_running_loop().run_in_executor(
+                            self._hand_off, live_rows_render, batch))
+                    except Exception:
+                        log.exception("live request-log update failed")
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._hand_off, self._writer.start)

@@ -29,100 +29,76 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.utils import timezone
 
+from apikeys.limits import KEY_SPEND_LUA, SPEND_TTL, spend_key, spend_month
+from apikeys.selectors import api_keys_month_spend
+from apikeys.tasks import budget_threshold_reached
 from billing.money import MICRO
 from billing.selectors import wallet_balance
-from billing.spendable import spendable_key
+from billing.spendable import WALLET_LUA, WALLET_SHORT, WALLET_UNSEEDED, spendable_key
 from gateway.auth import KeyContext
 from gateway.db import run_db
 from gateway.errors import GatewayError
 from gateway.metering import meter
-from gateway.ratelimit import Decision, LocalWindow, ratelimit_keys
+from gateway.ratelimit import WINDOW_LUA, Decision, LocalWindow, ratelimit_keys
 from gateway.redis import RedisError, redis_client
-from usage.selectors import api_key_month_spend
 
 log = logging.getLogger(__name__)
-SPEND_TTL = 40 * 24 * 3600  # a month's counter outlives its month
 ALERT_THRESHOLDS = (80, 100)
 
 # Outcome codes of _TAKE.
 TAKEN, RATE_LIMITED, INSUFFICIENT, OVER_LIMIT, SEED_WALLET, SEED_SPEND = 0, 1, 2, 3, -1, -2
 
+# Each budget's owner supplies the Lua over its counters (the window here, the wallet from billing, the
+# key's month spend from apikeys); this script runs them together, in one round trip.
 # KEYS: wallet counter, requests hash, tokens hash, key month-spend counter.
 # ARGV: floor, amount, wallet seed (-1 = unknown), rpm, tpm, tokens, spend limit (-1 = none),
 #       spend seed (-1 = unknown), spend ttl.
 # Returns {outcome, requests used, tokens used, requests reset, tokens reset, now, month spend}.
-_TAKE = """
+_TAKE = WINDOW_LUA + WALLET_LUA + KEY_SPEND_LUA + f"""
 local now = tonumber(redis.call('TIME')[1])
 local floor, amount = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rpm, tpm, want = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local limit = tonumber(ARGV[7])
-local function used(key)
-  local total, oldest = 0, now
-  local fields = redis.call('HGETALL', key)
-  for i = 1, #fields, 2 do
-    local sec = tonumber(fields[i])
-    if sec <= now - 60 then
-      redis.call('HDEL', key, fields[i])
-    else
-      total = total + tonumber(fields[i + 1])
-      if sec < oldest then oldest = sec end
-    end
-  end
-  return total, oldest
-end
 local req, req_oldest, tok, tok_oldest = 0, now, 0, now
 if rpm > 0 or tpm > 0 then
-  req, req_oldest = used(KEYS[2])
-  tok, tok_oldest = used(KEYS[3])
+  req, req_oldest = window_used(KEYS[2], now)
+  tok, tok_oldest = window_used(KEYS[3], now)
   if (rpm > 0 and req + 1 > rpm) or (tpm > 0 and tok > 0 and tok + want > tpm) then
-    return {1, req, tok, req_oldest + 60 - now, tok_oldest + 60 - now, now, 0}
+    return {{{RATE_LIMITED}, req, tok, req_oldest + 60 - now, tok_oldest + 60 - now, now, 0}}
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  if tonumber(ARGV[3]) < 0 then return {-1, 0, 0, 0, 0, now, 0} end
-  redis.call('SET', KEYS[1], ARGV[3])
-end
-local spendable = tonumber(redis.call('GET', KEYS[1]))
-if spendable < floor or spendable < amount then return {2, req, tok, 0, 0, now, 0} end
+local wallet = wallet_check(KEYS[1], ARGV[3], floor, amount)
+if wallet == {WALLET_UNSEEDED} then return {{{SEED_WALLET}, 0, 0, 0, 0, now, 0}} end
+if wallet == {WALLET_SHORT} then return {{{INSUFFICIENT}, req, tok, 0, 0, now, 0}} end
 local spent = 0
 if limit >= 0 then
-  if redis.call('EXISTS', KEYS[4]) == 0 then
-    if tonumber(ARGV[8]) < 0 then return {-2, 0, 0, 0, 0, now, 0} end
-    redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[9])
-  end
-  spent = tonumber(redis.call('GET', KEYS[4]))
-  if spent + amount > limit then return {3, req, tok, 0, 0, now, spent} end
-  spent = redis.call('INCRBY', KEYS[4], amount)
+  spent = key_spend(KEYS[4], ARGV[8], ARGV[9])
+  if not spent then return {{{SEED_SPEND}, 0, 0, 0, 0, now, 0}} end
+  if spent + amount > limit then return {{{OVER_LIMIT}, req, tok, 0, 0, now, spent}} end
+  spent = key_spend_move(KEYS[4], amount)
 end
-redis.call('DECRBY', KEYS[1], amount)
+wallet_move(KEYS[1], -amount)
 if rpm > 0 or tpm > 0 then
-  redis.call('HINCRBY', KEYS[2], now, 1)
-  redis.call('HINCRBY', KEYS[3], now, want)
-  redis.call('EXPIRE', KEYS[2], 61)
-  redis.call('EXPIRE', KEYS[3], 61)
+  window_add(KEYS[2], now, 1)
+  window_add(KEYS[3], now, want)
   req, tok = req + 1, tok + want
 end
-return {0, req, tok, req_oldest + 60 - now, tok_oldest + 60 - now, now, spent}
+return {{{TAKEN}, req, tok, req_oldest + 60 - now, tok_oldest + 60 - now, now, spent}}
 """
 
 # Settles many calls: KEYS are (wallet counter, tokens hash, key month-spend counter) per call; ARGV are
 # (wallet refund, token bucket, token delta, spend delta or '' when the key has no limit) per call.
 # Returns each call's month-to-date spend (false without a limit). Counters that vanished (a Redis
 # restart) are left for the next seed rather than recreated wrong.
-_SETTLE = """
+_SETTLE = WINDOW_LUA + WALLET_LUA + KEY_SPEND_LUA + """
 local spent = {}
 for i = 0, #KEYS / 3 - 1 do
   local k, a = i * 3, i * 4
-  if redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('INCRBY', KEYS[k + 1], ARGV[a + 1]) end
-  if tonumber(ARGV[a + 3]) ~= 0 and redis.call('HEXISTS', KEYS[k + 2], ARGV[a + 2]) == 1 then
-    redis.call('HINCRBY', KEYS[k + 2], ARGV[a + 2], ARGV[a + 3])
-  end
+  wallet_move(KEYS[k + 1], ARGV[a + 1])
+  window_correct(KEYS[k + 2], ARGV[a + 2], tonumber(ARGV[a + 3]))
   spent[i + 1] = false
-  if ARGV[a + 4] ~= '' and redis.call('EXISTS', KEYS[k + 3]) == 1 then
-    spent[i + 1] = redis.call('INCRBY', KEYS[k + 3], ARGV[a + 4])
-  end
+  if ARGV[a + 4] ~= '' then spent[i + 1] = key_spend_move(KEYS[k + 3], ARGV[a + 4]) end
 end
 return spent
 """
@@ -139,12 +115,9 @@ class Reservation:
     month: str
 
 
-def _month() -> str:
-    return timezone.now().strftime("%Y-%m")
-
-
-def _spend_key(ctx: KeyContext, month: str) -> str:
-    return f"hypereal:spend:{{{ctx.org_id}}}:{ctx.key_id}:{month}"
+async def _month_spend(ctx: KeyContext, month: str) -> int:
+    """What the key's written calls cost this month, to seed its counter."""
+    return (await run_db(api_keys_month_spend, key_ids=[ctx.key_id], month=month))[ctx.key_id]
 
 
 def _insufficient() -> GatewayError:
@@ -184,7 +157,7 @@ class _Local:
                                               await run_db(wallet_balance, organization_id=org_id))
         slot = (ctx.key_id, month)
         if ctx.monthly_spend_limit is not None and slot not in self.spent:
-            self.spent[slot] = await run_db(api_key_month_spend, api_key_id=ctx.key_id)
+            self.spent[slot] = await _month_spend(ctx, month)
         decision = Decision.of(self.window.check(org_id, ctx.rpm, ctx.tpm, tokens), ctx.rpm, ctx.tpm)
         if not decision.allowed:
             raise _rate_limited(decision)
@@ -219,12 +192,12 @@ _background: set[asyncio.Task] = set()
 
 async def take(ctx: KeyContext, *, amount: int, tokens: int) -> Reservation:
     """Reserve ``amount`` micro-credits and ``tokens`` for one call, or refuse it with 402/429."""
-    month = _month()
+    month = spend_month()
     redis = redis_client()
     if redis is None:
         return await _local.take(ctx, amount, tokens, month)
     limit = -1 if ctx.monthly_spend_limit is None else ctx.monthly_spend_limit
-    keys = [spendable_key(ctx.org_id), *ratelimit_keys(ctx.org_id), _spend_key(ctx, month)]
+    keys = [spendable_key(ctx.org_id), *ratelimit_keys(ctx.org_id), spend_key(ctx.org_id, ctx.key_id, month)]
     args = [settings.HYPEREAL["MIN_BALANCE_CREDITS"] * MICRO, amount, -1, ctx.rpm, ctx.tpm, tokens, limit, -1,
             SPEND_TTL]
     while True:
@@ -237,7 +210,7 @@ async def take(ctx: KeyContext, *, amount: int, tokens: int) -> Reservation:
         if outcome == SEED_WALLET:  # first call on this Redis: start from what the database knows
             args[2] = await run_db(wallet_balance, organization_id=ctx.org_id) - meter.pending_cost(ctx.org_id)
         elif outcome == SEED_SPEND:
-            args[7] = await run_db(api_key_month_spend, api_key_id=ctx.key_id)
+            args[7] = await _month_spend(ctx, month)
         else:
             break
     decision = Decision(outcome != RATE_LIMITED, ctx.rpm, ctx.tpm, req, tok, req_reset, tok_reset, now)
@@ -285,7 +258,8 @@ class _Settler:
         keys, args = [], []
         for reservation, cost, tokens in batch:
             ctx = reservation.ctx
-            keys += [spendable_key(ctx.org_id), ratelimit_keys(ctx.org_id)[1], _spend_key(ctx, reservation.month)]
+            keys += [spendable_key(ctx.org_id), ratelimit_keys(ctx.org_id)[1],
+                     spend_key(ctx.org_id, ctx.key_id, reservation.month)]
             args += [reservation.amount - cost, reservation.decision.bucket,
                      tokens - reservation.tokens if ctx.tpm else 0,
                      cost - reservation.amount if ctx.monthly_spend_limit is not None else ""]
@@ -333,7 +307,5 @@ async def _alert(key_id: int, month: str, threshold: int) -> None:
         _local.alerted.add((key_id, month, threshold))
     elif not await redis.execute("SET", f"hypereal:alert:{key_id}:{month}:{threshold}", 1, "NX", "EX", SPEND_TTL):
         return
-    from apikeys.tasks import budget_threshold_reached
-
     await run_db(budget_threshold_reached.delay, key_id, month, threshold)  # publishing may block: off the loop
 

@@ -9,6 +9,32 @@ import time
 from dataclasses import dataclass
 
 WINDOW = 60
+# Lua over one per-second bucket hash, for gateway.quota's script: window_used drops buckets older than
+# the minute and answers (count, oldest second); window_add counts into a bucket; window_correct adjusts
+# a bucket still in the window (a call's real token usage against what it reserved).
+WINDOW_LUA = """
+local function window_used(key, now)
+  local total, oldest = 0, now
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    local sec = tonumber(fields[i])
+    if sec <= now - 60 then
+      redis.call('HDEL', key, fields[i])
+    else
+      total = total + tonumber(fields[i + 1])
+      if sec < oldest then oldest = sec end
+    end
+  end
+  return total, oldest
+end
+local function window_add(key, now, count)
+  redis.call('HINCRBY', key, now, count)
+  redis.call('EXPIRE', key, 61)
+end
+local function window_correct(key, bucket, delta)
+  if delta ~= 0 and redis.call('HEXISTS', key, bucket) == 1 then redis.call('HINCRBY', key, bucket, delta) end
+end
+"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,8 @@
 
 from gateway.catalog import Catalog, Route
 from gateway.errors import invalid_request
+from gateway.formats.base import ClientRequest
 from gateway.health import health
-from gateway.ingress import ClientRequest
 
 
 async def choose_route(catalog: Catalog, request: ClientRequest, *, capability: str) -> Route:

@@ -1,6 +1,10 @@
+import secrets
+
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 
+from core.crypto import decrypt, encrypt
+from orgs.events import AuditAction, WebhookEvent
 from orgs.roles import OWNER, ROLE_CHOICES
 
 
@@ -78,7 +82,7 @@ class AuditEvent(models.Model):
                                      related_name="audit_events")
     actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                               help_text="Empty when the system acted (e.g. a key auto-disabled at its limit).")
-    action = models.CharField(max_length=64, db_index=True)
+    action = models.CharField(max_length=64, db_index=True, choices=AuditAction.choices)
     target_type = models.CharField(max_length=64, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
     before = models.JSONField(null=True, blank=True)
@@ -114,8 +118,6 @@ class Invitation(models.Model):
 
 
 def _provider_id() -> str:
-    import secrets
-
     return "sso_" + secrets.token_hex(8)
 
 
@@ -154,14 +156,10 @@ class SSOConnection(models.Model):
 
     @property
     def client_secret(self) -> str:
-        from core.crypto import decrypt
-
         return decrypt(self.client_secret_encrypted)
 
     @client_secret.setter
     def client_secret(self, value: str) -> None:
-        from core.crypto import encrypt
-
         self.client_secret_encrypted = encrypt(value)
 
 
@@ -182,7 +180,7 @@ class Webhook(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhooks")
     url = models.URLField(max_length=500)
     secret_encrypted = models.TextField(editable=False)
-    events = models.JSONField(default=list, help_text="Event types delivered here (orgs.webhooks.EVENTS).")
+    events = models.JSONField(default=list, help_text="Event types delivered here (orgs.events.WebhookEvent).")
     enabled = models.BooleanField(default=True)
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -195,14 +193,10 @@ class Webhook(models.Model):
 
     @property
     def secret(self) -> str:
-        from core.crypto import decrypt
-
         return decrypt(self.secret_encrypted)
 
     @secret.setter
     def secret(self, value: str) -> None:
-        from core.crypto import encrypt
-
         self.secret_encrypted = encrypt(value)
 
 
@@ -216,7 +210,7 @@ class WebhookDelivery(models.Model):
 
     webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
     event_id = models.CharField(max_length=40, help_text="Shared by every webhook the event goes to.")
-    event_type = models.CharField(max_length=64)
+    event_type = models.CharField(max_length=64, choices=WebhookEvent.choices)
     payload = models.JSONField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)

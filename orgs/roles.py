@@ -1,5 +1,7 @@
 """Roles are configuration, not rows: an ordered registry of ranks and scopes."""
 
+from dataclasses import dataclass
+
 OWNER, ADMIN, DEVELOPER, BILLING, VIEWER = "owner", "admin", "developer", "billing", "viewer"
 
 ROLES: dict[str, tuple[int, frozenset[str]]] = {  # rank, scopes — a higher rank manages lower ranks
@@ -23,3 +25,15 @@ def role_has_scope(role: str, scope: str) -> bool:
 
 def role_outranks(role: str, other: str) -> bool:
     return ROLES[role][0] > ROLES[other][0]
+
+
+@dataclass(frozen=True)
+class ScopeGrant:
+    """A credential other than a member's session (an API key): bound to one organization, with scopes.
+
+    Authentication classes put one in ``request.auth``; OrgScopedApi then acts in that organization
+    only, and only where both these scopes and the member's current role allow.
+    """
+
+    organization_id: int
+    scopes: frozenset[str]

@@ -10,9 +10,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from billing.services import wallet_get_or_create
+from orgs.events import AuditAction
 from orgs.models import AuditEvent, Invitation, Membership, Organization, User
 from orgs.roles import ADMIN, OWNER, ROLES, role_has_scope, role_outranks
+from orgs.signals import organization_deleted, organization_deleting
 
 INVITATION_DAYS = 7
 
@@ -25,8 +26,10 @@ class OrgRuleError(Exception):
         self.status = status
 
 
-def audit_record(*, organization, action: str, target=None, actor=None, before: dict | None = None,
+def audit_record(*, organization, action: AuditAction, target=None, actor=None, before: dict | None = None,
                  after: dict | None = None, ip: str | None = None) -> AuditEvent:
+    if not isinstance(action, AuditAction):
+        raise TypeError(f"Audit actions are orgs.events.AuditAction members, not {action!r}.")
     return AuditEvent.objects.create(
         organization=organization, actor=actor, action=action, ip=ip, before=before, after=after,
         target_type=target._meta.label_lower if target is not None else "",
@@ -48,8 +51,7 @@ def organization_create(*, name: str, owner: User, slug: str | None = None,
                         kind: str = Organization.Kind.TEAM, ip: str | None = None) -> Organization:
     org = Organization.objects.create(name=name, slug=slug or _unique_slug(name), kind=kind)
     Membership.objects.create(organization=org, user=owner, role=OWNER)
-    wallet_get_or_create(organization=org)
-    audit_record(organization=org, action="org.create", target=org, actor=owner, ip=ip, after={"name": name})
+    audit_record(organization=org, action=AuditAction.ORG_CREATE, target=org, actor=owner, ip=ip, after={"name": name})
     return org
 
 
@@ -71,7 +73,7 @@ def organization_rename(*, organization: Organization, name: str, actor: User, i
     before = {"name": organization.name}
     organization.name = name
     organization.save(update_fields=["name"])
-    audit_record(organization=organization, action="org.rename", target=organization, actor=actor, ip=ip,
+    audit_record(organization=organization, action=AuditAction.ORG_RENAME, target=organization, actor=actor, ip=ip,
                  before=before, after={"name": name})
     return organization
 
@@ -79,20 +81,17 @@ def organization_rename(*, organization: Organization, name: str, actor: User, i
 @transaction.atomic
 def organization_delete(*, organization: Organization, actor: User, ip: str | None = None) -> None:
     """Members lose access and keys stop working; the ledger, logs and audit trail are kept."""
-    from apikeys.models import ApiKey
-
     if organization.kind == Organization.Kind.PERSONAL:
         raise OrgRuleError("A personal organization cannot be deleted.", 400)
-    wallet = getattr(organization, "wallet", None)
-    if wallet is not None and wallet.balance > 0:
-        raise OrgRuleError("The organization still holds credits; it cannot be deleted.", 409)
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    organization_deleting.send(sender=Organization, organization=organization, actor=actor, ip=ip)
     now = timezone.now()
-    ApiKey.objects.filter(organization=organization, revoked_at__isnull=True).update(revoked_at=now)
     organization.memberships.all().delete()
     organization.invitations.filter(accepted_at__isnull=True, revoked_at__isnull=True).update(revoked_at=now)
     organization.deleted_at = now
     organization.save(update_fields=["deleted_at"])
-    audit_record(organization=organization, action="org.delete", target=organization, actor=actor, ip=ip,
+    organization_deleted.send(sender=Organization, organization=organization, actor=actor, ip=ip)
+    audit_record(organization=organization, action=AuditAction.ORG_DELETE, target=organization, actor=actor, ip=ip,
                  before={"slug": organization.slug, "name": organization.name})
 
 
@@ -117,7 +116,7 @@ def membership_change_role(*, actor: Membership, member: Membership, role: str, 
     before = {"role": member.role}
     member.role = role
     member.save(update_fields=["role"])
-    audit_record(organization=member.organization, action="member.role_change", target=member, actor=actor.user,
+    audit_record(organization=member.organization, action=AuditAction.MEMBER_ROLE_CHANGE, target=member, actor=actor.user,
                  ip=ip, before={**before, "user": member.user.email}, after={"role": role, "user": member.user.email})
     return member
 
@@ -132,7 +131,7 @@ def membership_remove(*, actor: Membership, member: Membership, ip: str | None =
         raise OrgRuleError("The last owner cannot leave; transfer ownership first.", 409)
     if member.organization.kind == Organization.Kind.PERSONAL and leaving:
         raise OrgRuleError("You cannot leave your personal organization.", 400)
-    audit_record(organization=member.organization, action="member.leave" if leaving else "member.remove",
+    audit_record(organization=member.organization, action=AuditAction.MEMBER_LEAVE if leaving else AuditAction.MEMBER_REMOVE,
                  target=member, actor=actor.user, ip=ip, before={"user": member.user.email, "role": member.role})
     member.delete()
 
@@ -149,7 +148,7 @@ def ownership_transfer(*, actor: Membership, member: Membership, ip: str | None 
     member.role = OWNER
     member.save(update_fields=["role"])
     Membership.objects.filter(pk=actor.pk).update(role=ADMIN)
-    audit_record(organization=member.organization, action="org.ownership_transfer", target=member,
+    audit_record(organization=member.organization, action=AuditAction.ORG_OWNERSHIP_TRANSFER, target=member,
                  actor=actor.user, ip=ip, before=before, after={"owner": member.user.email})
     return member
 
@@ -172,7 +171,7 @@ def invitation_create(*, actor: Membership, email: str, role: str, ip: str | Non
     invitation = Invitation.objects.create(organization=org, email=email, role=role, token_hash=_token_hash(token),
                                            invited_by=actor.user,
                                            expires_at=timezone.now() + timedelta(days=INVITATION_DAYS))
-    audit_record(organization=org, action="invitation.create", target=invitation, actor=actor.user, ip=ip,
+    audit_record(organization=org, action=AuditAction.INVITATION_CREATE, target=invitation, actor=actor.user, ip=ip,
                  after={"email": email, "role": role})
     link = f"{settings.PUBLIC_URL}/invitations/{token}"
     transaction.on_commit(lambda: send_mail(
@@ -190,7 +189,7 @@ def invitation_revoke(*, actor: Membership, invitation: Invitation, ip: str | No
     if invitation.revoked_at is None and invitation.accepted_at is None:
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at"])
-        audit_record(organization=invitation.organization, action="invitation.revoke", target=invitation,
+        audit_record(organization=invitation.organization, action=AuditAction.INVITATION_REVOKE, target=invitation,
                      actor=actor.user, ip=ip, before={"email": invitation.email, "role": invitation.role})
     return invitation
 
@@ -209,6 +208,6 @@ def invitation_accept(*, token: str, user: User, ip: str | None = None) -> Membe
                                                      defaults={"role": invitation.role})
     invitation.accepted_at = timezone.now()
     invitation.save(update_fields=["accepted_at"])
-    audit_record(organization=invitation.organization, action="invitation.accept", target=invitation, actor=user,
+    audit_record(organization=invitation.organization, action=AuditAction.INVITATION_ACCEPT, target=invitation, actor=user,
                  ip=ip, after={"email": user.email, "role": membership.role})
     return membership

@@ -20,6 +20,7 @@ from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from orgs.events import AuditAction
 from orgs.models import Membership, Organization, SAMLAssertionSeen, SSOConnection, User
 from orgs.services import OrgRuleError, audit_record
 
@@ -70,9 +71,19 @@ def sso_configure(*, organization: Organization, actor: User, data: dict, ip: st
             connection.client_secret = data["clientSecret"]
         oidc_discover(connection)
     connection.save()
-    audit_record(organization=organization, action="sso.configure", target=connection, actor=actor, ip=ip,
-                 before=before, after=_public_state(connection))
+    audit_record(organization=organization, action=AuditAction.SSO_CONFIGURE, target=connection, actor=actor,
+                 ip=ip, before=before, after=_public_state(connection))
     return connection
+
+
+@transaction.atomic
+def sso_delete(*, organization: Organization, actor: User, ip: str | None = None) -> None:
+    """Members sign in with passwords again; the audit log keeps what the connection was."""
+    connection = SSOConnection.objects.select_for_update().filter(organization=organization).first()
+    if connection is not None:
+        audit_record(organization=organization, action=AuditAction.SSO_DELETE, target=connection, actor=actor,
+                     ip=ip, before=_public_state(connection))
+        connection.delete()
 
 
 def _public_state(connection: SSOConnection) -> dict:
@@ -136,7 +147,7 @@ def sso_sign_in(*, connection: SSOConnection, email: str, ip: str | None) -> Use
     _, joined = Membership.objects.get_or_create(organization=connection.organization, user=user,
                                                  defaults={"role": connection.default_role})
     if joined:
-        audit_record(organization=connection.organization, action="member.sso_join", target=user, actor=user,
+        audit_record(organization=connection.organization, action=AuditAction.MEMBER_SSO_JOIN, target=user, actor=user,
                      ip=ip, after={"email": email, "role": connection.default_role})
     return user
 

@@ -24,18 +24,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.bulk_sql import delete_in_batches
+from orgs.events import SUBSCRIBABLE_EVENTS, AuditAction, WebhookEvent
 from orgs.models import Organization, User, Webhook, WebhookDelivery
 from orgs.services import OrgRuleError, audit_record
 
 log = logging.getLogger(__name__)
 
-EVENTS: dict[str, str] = {  # every event an endpoint can subscribe to, and when it is sent
-    "api_key.budget_alert": "An API key reached 80 % or 100 % of its monthly spending limit.",
-    "api_key.disabled": "An API key was disabled: by a member, by an operator, or at its spending limit.",
-    "billing.credits_added": "Credits were added to the wallet: a top-up paid, a dispute won.",
-    "billing.credits_removed": "Credits were taken back: a refund, a dispute opened.",
-}
-TEST_EVENT = "webhook.test"  # sent on request to one webhook, whatever it subscribes to
 SECRET_PREFIX = "whsec_"
 TIMEOUT_SECONDS = 10
 RETRY_DELAYS = (30, 120, 600, 3600, 6 * 3600)  # seconds after failed attempts 1–5; the 6th failure is final
@@ -83,8 +77,9 @@ def _unreachable_by_policy(host: str) -> str:
 
 
 def _events_clean(events: list[str]) -> list[str]:
-    if unknown := sorted(set(events) - set(EVENTS)):
-        raise OrgRuleError(f"Unknown event(s) {', '.join(unknown)}; the events are {', '.join(EVENTS)}.", 400)
+    if unknown := sorted(set(events) - set(SUBSCRIBABLE_EVENTS)):
+        raise OrgRuleError(f"Unknown event(s) {', '.join(unknown)}; the events are "
+                           f"{', '.join(SUBSCRIBABLE_EVENTS)}.", 400)
     if not events:
         raise OrgRuleError("Subscribe to at least one event.", 400)
     return sorted(set(events))
@@ -99,7 +94,7 @@ def webhook_create(*, organization: Organization, url: str, events: list[str], a
                       created_by=actor)
     webhook.secret = secret
     webhook.save()
-    audit_record(organization=organization, action="webhook.create", target=webhook, actor=actor, ip=ip,
+    audit_record(organization=organization, action=AuditAction.WEBHOOK_CREATE, target=webhook, actor=actor, ip=ip,
                  after=_public_state(webhook))
     return webhook, secret
 
@@ -117,7 +112,7 @@ def webhook_update(*, webhook: Webhook, changes: dict, actor: User, ip: str | No
         webhook.enabled = changes["enabled"]
     if (after := _public_state(webhook)) != before:
         webhook.save(update_fields=["url", "events", "enabled"])
-        audit_record(organization=webhook.organization, action="webhook.update", target=webhook, actor=actor,
+        audit_record(organization=webhook.organization, action=AuditAction.WEBHOOK_UPDATE, target=webhook, actor=actor,
                      ip=ip, before=before, after=after)
     return webhook
 
@@ -125,7 +120,7 @@ def webhook_update(*, webhook: Webhook, changes: dict, actor: User, ip: str | No
 @transaction.atomic
 def webhook_delete(*, webhook: Webhook, actor: User, ip: str | None = None) -> None:
     """The webhook and its delivery history go; the audit trail keeps what it was."""
-    audit_record(organization=webhook.organization, action="webhook.delete", target=webhook, actor=actor,
+    audit_record(organization=webhook.organization, action=AuditAction.WEBHOOK_DELETE, target=webhook, actor=actor,
                  ip=ip, before=_public_state(webhook))
     webhook.delete()
 
@@ -137,18 +132,18 @@ def webhook_secret_rotate(*, webhook: Webhook, actor: User, ip: str | None = Non
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     webhook.secret = secret
     webhook.save(update_fields=["secret_encrypted"])
-    audit_record(organization=webhook.organization, action="webhook.rotate_secret", target=webhook,
+    audit_record(organization=webhook.organization, action=AuditAction.WEBHOOK_ROTATE_SECRET, target=webhook,
                  actor=actor, ip=ip)
     return webhook, secret
 
 
-def _event_id(type: str, idempotency_key: str | None) -> str:
+def _event_id(type: WebhookEvent, idempotency_key: str | None) -> str:
     if idempotency_key is None:
         return "evt_" + secrets.token_hex(12)
     return "evt_" + hashlib.sha256(f"{type}:{idempotency_key}".encode()).hexdigest()[:24]
 
 
-def _deliveries_record(*, webhooks: list[Webhook], organization: Organization, type: str, data: dict,
+def _deliveries_record(*, webhooks: list[Webhook], organization: Organization, type: WebhookEvent, data: dict,
                        event_id: str) -> list[WebhookDelivery]:
     """One delivery per webhook that does not have this event yet, sent once the transaction commits."""
     now = timezone.now()
@@ -173,7 +168,7 @@ def _deliveries_queue(delivery_ids: list[int]) -> None:
         webhook_deliver.apply_async((delivery_id,), retry=False)
 
 
-def webhook_event_emit(*, organization: Organization, type: str, data: dict,
+def webhook_event_emit(*, organization: Organization, type: WebhookEvent, data: dict,
                        idempotency_key: str | None = None) -> list[WebhookDelivery]:
     """Record the event for each enabled webhook of the organization subscribed to ``type``.
 
@@ -182,6 +177,8 @@ def webhook_event_emit(*, organization: Organization, type: str, data: dict,
     rather than allowed to undo it. An ``idempotency_key`` gives the event a stable id, so an action
     replayed (a redelivered payment event) is announced once.
     """
+    if not isinstance(type, WebhookEvent):
+        raise TypeError(f"Webhook events are orgs.events.WebhookEvent members, not {type!r}.")
     try:
         with transaction.atomic():  # a savepoint: a failure here leaves the caller's transaction usable
             webhooks = [w for w in organization.webhooks.filter(enabled=True) if type in w.events]
@@ -199,9 +196,9 @@ def webhook_test_send(*, webhook: Webhook) -> WebhookDelivery:
     """Queue a webhook.test event to this webhook alone."""
     if not webhook.enabled:
         raise OrgRuleError("The webhook is disabled; enable it to send a test event.", 409)
-    [delivery] = _deliveries_record(webhooks=[webhook], organization=webhook.organization, type=TEST_EVENT,
+    [delivery] = _deliveries_record(webhooks=[webhook], organization=webhook.organization, type=WebhookEvent.WEBHOOK_TEST,
                                     data={"webhook": {"id": webhook.pk, "url": webhook.url}},
-                                    event_id=_event_id(TEST_EVENT, None))
+                                    event_id=_event_id(WebhookEvent.WEBHOOK_TEST, None))
     return delivery
 
 

@@ -228,7 +228,7 @@ def make_account(committed_db) -> Callable[..., Account]:
             org.rate_limit_rpm, org.rate_limit_tpm = rpm, tpm
             org.save(update_fields=["rate_limit_rpm", "rate_limit_tpm"])
         if credits_to_micro(credits):
-            wallet_credit(wallet_id=org.wallet.pk, amount=credits_to_micro(credits),
+            wallet_credit(organization_id=org.pk, amount=credits_to_micro(credits),
                           idempotency_key=f"test-grant:{tag}")
         key, plaintext = api_key_create(organization=org, name=f"key {tag}", created_by=owner,
                                         monthly_spend_limit=spending_limit)

@@ -34,7 +34,7 @@ def test_changelist_and_search_render(client, operator, page):
 
 def test_wallet_balance_is_read_only(client, operator):
     org = organization_create(name="Acme", owner=operator)
-    wallet_credit(wallet_id=org.wallet.pk, amount=5_000_000, idempotency_key="grant-acme")
+    wallet_credit(organization_id=org.pk, amount=5_000_000, idempotency_key="grant-acme")
     page = client.get(reverse("admin:billing_wallet_change", args=[org.wallet.pk])).content.decode()
     assert 'name="balance"' not in page  # money moves only through the ledger
 

@@ -7,7 +7,7 @@ from rest_framework.exceptions import ValidationError
 
 from apikeys.models import ApiKey
 from billing.money import micro_to_credits
-from hypereal.pages import org_page, page_context
+from orgs.pages import org_page, page_context
 from usage.api.views import filters_from, period_from, sort_from
 from usage.models import RequestLog
 from usage.selectors import request_logs, top_expensive, usage_models, usage_summary

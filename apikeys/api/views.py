@@ -1,15 +1,13 @@
-from django.shortcuts import get_object_or_404
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from apikeys.api.serializers import ApiKeyCreateInput, ApiKeyUpdateInput, api_key_output
 from apikeys.models import ApiKey
-from apikeys.selectors import KeyGrant, api_keys_with_month_spend
+from apikeys.selectors import KeyGrant, api_keys_month_spend, api_keys_with_month_spend
 from apikeys.services import api_key_create, api_key_revoke, api_key_update
 from orgs.api.base import OrgScopedApi, client_ip
 from orgs.roles import role_has_scope
-from usage.selectors import api_key_month_spend
 
 
 def _grantable(request, membership, scopes: frozenset[str]) -> frozenset[str]:
@@ -39,25 +37,29 @@ class ApiKeyListApi(OrgScopedApi):
         return Response({**api_key_output(key, 0), "key": plaintext}, status=status.HTTP_201_CREATED)
 
 
+def _with_month_spend(key: ApiKey) -> dict:
+    return api_key_output(key, api_keys_month_spend(key_ids=[key.pk])[key.pk])
+
+
 class ApiKeyDetailApi(OrgScopedApi):
     scope_map = {"GET": "keys:read", "PATCH": "keys:write", "DELETE": "keys:write"}
+    model = ApiKey
 
-    def _key(self, key_id: int) -> ApiKey:
-        return get_object_or_404(ApiKey.objects.select_related("created_by", "organization"),
-                                 pk=key_id, organization=self.organization)
+    def safely_get_queryset(self, queryset):
+        return queryset.select_related("created_by", "organization")
 
     def get(self, request, key_id: int):
-        return Response(api_key_output(key := self._key(key_id), api_key_month_spend(api_key_id=key.pk)))
+        return Response(_with_month_spend(self.get_object(pk=key_id)))
 
     def patch(self, request, key_id: int):
-        key = self._key(key_id)
+        key = self.get_object(pk=key_id)
         data = ApiKeyUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         if "scopes" in data.validated_data:
             _grantable(request, self.membership, data.validated_data["scopes"])
         key = api_key_update(key=key, changes=data.validated_data, actor=request.user, ip=client_ip(request))
-        return Response(api_key_output(key, api_key_month_spend(api_key_id=key.pk)))
+        return Response(_with_month_spend(key))
 
     def delete(self, request, key_id: int):
-        api_key_revoke(key=self._key(key_id), actor=request.user, ip=client_ip(request))
+        api_key_revoke(key=self.get_object(pk=key_id), actor=request.user, ip=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

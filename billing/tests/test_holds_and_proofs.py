@@ -7,8 +7,14 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.models import Hold, LedgerEntry, Wallet
-from billing.services import (InsufficientCredits, hold_create, hold_release, hold_settle, holds_release_expired,
-                              wallet_credit)
+from billing.services import (
+    InsufficientCredits,
+    hold_create,
+    hold_release,
+    hold_settle,
+    holds_release_expired,
+    wallet_credit,
+)
 from billing.tasks import ledger_reconcile
 from orgs.services import organization_create, user_create
 
@@ -20,7 +26,7 @@ SOON = timedelta(minutes=10)
 def wallet():
     owner = user_create(email=f"{uuid.uuid4().hex[:8]}@example.test")
     wallet = organization_create(name="Holds", owner=owner).wallet
-    wallet_credit(wallet_id=wallet.pk, amount=1_000, idempotency_key=f"grant:{wallet.pk}")
+    wallet_credit(organization_id=wallet.organization_id, amount=1_000, idempotency_key=f"grant:{wallet.pk}")
     return wallet
 
 
@@ -34,9 +40,9 @@ def assert_ledger_proves_balance(wallet):
 
 
 def test_a_hold_sets_credits_aside_and_settles_to_the_actual_cost(wallet):
-    hold = hold_create(wallet_id=wallet.pk, amount=600, idempotency_key="job-1", expires_at=timezone.now() + SOON)
+    hold = hold_create(organization_id=wallet.organization_id, amount=600, idempotency_key="job-1", expires_at=timezone.now() + SOON)
     assert balance(wallet) == 400
-    assert hold_create(wallet_id=wallet.pk, amount=600, idempotency_key="job-1",
+    assert hold_create(organization_id=wallet.organization_id, amount=600, idempotency_key="job-1",
                        expires_at=timezone.now() + SOON).pk == hold.pk, "a retried create holds once"
     settled = hold_settle(hold_id=hold.pk, actual=250)
     assert (settled.status, settled.settled_amount, balance(wallet)) == (Hold.Status.SETTLED, 250, 750)
@@ -45,9 +51,9 @@ def test_a_hold_sets_credits_aside_and_settles_to_the_actual_cost(wallet):
 
 
 def test_settling_never_charges_above_the_hold_or_the_cap(wallet):
-    over = hold_create(wallet_id=wallet.pk, amount=300, idempotency_key="over", expires_at=timezone.now() + SOON)
+    over = hold_create(organization_id=wallet.organization_id, amount=300, idempotency_key="over", expires_at=timezone.now() + SOON)
     assert hold_settle(hold_id=over.pk, actual=10_000).settled_amount == 300
-    capped = hold_create(wallet_id=wallet.pk, amount=300, idempotency_key="capped", expires_at=timezone.now() + SOON)
+    capped = hold_create(organization_id=wallet.organization_id, amount=300, idempotency_key="capped", expires_at=timezone.now() + SOON)
     assert hold_settle(hold_id=capped.pk, actual=280, cap=200).settled_amount == 200
     assert balance(wallet) == 500
     assert_ledger_proves_balance(wallet)
@@ -55,16 +61,16 @@ def test_settling_never_charges_above_the_hold_or_the_cap(wallet):
 
 def test_a_hold_the_wallet_cannot_cover_is_refused(wallet):
     with pytest.raises(InsufficientCredits):
-        hold_create(wallet_id=wallet.pk, amount=1_001, idempotency_key="too-big", expires_at=timezone.now() + SOON)
+        hold_create(organization_id=wallet.organization_id, amount=1_001, idempotency_key="too-big", expires_at=timezone.now() + SOON)
     assert balance(wallet) == 1_000
 
 
 def test_released_and_expired_holds_give_everything_back(wallet):
-    failed = hold_create(wallet_id=wallet.pk, amount=100, idempotency_key="failed", expires_at=timezone.now() + SOON)
+    failed = hold_create(organization_id=wallet.organization_id, amount=100, idempotency_key="failed", expires_at=timezone.now() + SOON)
     hold_release(hold_id=failed.pk)
-    stale = hold_create(wallet_id=wallet.pk, amount=200, idempotency_key="stale",
+    stale = hold_create(organization_id=wallet.organization_id, amount=200, idempotency_key="stale",
                         expires_at=timezone.now() - timedelta(seconds=1))
-    live = hold_create(wallet_id=wallet.pk, amount=300, idempotency_key="live", expires_at=timezone.now() + SOON)
+    live = hold_create(organization_id=wallet.organization_id, amount=300, idempotency_key="live", expires_at=timezone.now() + SOON)
     assert holds_release_expired() == 1
     assert Hold.objects.get(pk=stale.pk).status == Hold.Status.RELEASED
     assert Hold.objects.get(pk=live.pk).status == Hold.Status.OPEN
@@ -85,7 +91,7 @@ def test_reconciliation_finds_a_corrupted_balance(wallet, settings):
 def test_database_forbids_settling_a_hold_above_its_amount(wallet):
     from django.db import IntegrityError, transaction
 
-    hold = hold_create(wallet_id=wallet.pk, amount=100, idempotency_key="bound", expires_at=timezone.now() + SOON)
+    hold = hold_create(organization_id=wallet.organization_id, amount=100, idempotency_key="bound", expires_at=timezone.now() + SOON)
     with pytest.raises(IntegrityError), transaction.atomic():
         Hold.objects.filter(pk=hold.pk).update(settled_amount=101)
     assert Wallet.objects.get(pk=wallet.pk).balance == 900

@@ -2,8 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing.money import credits_to_micro, micro_to_credits, micro_to_json
-from billing.pricing import TokenPrices, token_cost
+from billing.money import MICRO, credits_to_micro, micro_to_credits, micro_to_json
+from billing.pricing import TokenPrices, UnitPrice, billed_seconds, token_cost, unit_cost
 from billing.tokens import TokenUsage
 
 pytestmark = pytest.mark.no_services
@@ -32,3 +32,15 @@ def test_token_cost_uses_each_rate_and_rounds_up_once():
     assert token_cost(usage, prices) == expected_numerator // 1_000_000
     assert token_cost(TokenUsage(input=1), TokenPrices(1, 0, 0, 0)) == 1  # a fraction of a micro-credit rounds up
     assert token_cost(TokenUsage(), prices) == 0
+
+
+def test_unit_prices_multiply_and_respect_the_cap():
+    per_image = UnitPrice(amount=4 * MICRO)
+    assert unit_cost(per_image, 3) == 12 * MICRO  # three images returned, three charged
+    gpu_second = UnitPrice(amount=2_500, max_units=60)
+    assert unit_cost(gpu_second, 61) == 60 * 2_500  # never beyond the model's max seconds
+    assert unit_cost(gpu_second, -5) == 0
+
+
+def test_a_started_second_is_a_billed_second():
+    assert [billed_seconds(ms) for ms in (0, 1, 999, 1000, 1001, 62_500)] == [0, 1, 1, 1, 2, 63]

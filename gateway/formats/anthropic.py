@@ -1,16 +1,30 @@
-"""Anthropic Messages ⇄ OpenAI Chat Completions: requests, responses and SSE streams, in both directions.
+"""Anthropic Messages: the format on both sides of the gateway, and its translation to and from chat.
 
 Anthropic clients reach chat upstreams through ``chat_request_from_anthropic``,
 ``anthropic_response_from_chat`` and ``ChatToAnthropicStream``; chat requests reach Anthropic upstreams
 through ``anthropic_request_from_chat``, ``chat_response_from_anthropic`` and ``AnthropicToChatStream``.
+Every request to an Anthropic upstream may get Hypereal Cache's breakpoint (``with_cache_breakpoint``).
+Anthropic's usage counts ``input_tokens`` without cache reads and writes; the gateway's includes them.
 """
 
+from billing.tokens import TokenUsage
+from gateway.catalog import Route, Target
+from gateway.errors import GatewayError, invalid_request
+from gateway.formats.base import (
+    ClientRequest,
+    NamedEventFormat,
+    Observer,
+    Price,
+    SSEEvent,
+    client_request,
+    json_bytes,
+)
+from gateway.formats.chat import usage_from_chat
 from gateway.formats.common import (
     MIN_THINKING_BUDGET,
     THINKING_BUDGETS,
     ChatStreamTranslator,
     ChatStreamWriter,
-    SSEEvent,
     TranslationError,
     append_turn,
     assistant_message,
@@ -31,7 +45,7 @@ from gateway.formats.common import (
     tool_call,
     tool_choice_mode,
 )
-from billing.tokens import TokenUsage
+from gateway.sse import encode_event
 
 FINISH_FROM_STOP = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
                     "model_context_window_exceeded": "length", "tool_use": "tool_calls",
@@ -42,6 +56,33 @@ CHOICE_FROM_ANTHROPIC = {"auto": "auto", "any": "required", "none": "none"}
 ANTHROPIC_FROM_CHOICE = {mode: kind for kind, mode in CHOICE_FROM_ANTHROPIC.items()}
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; chat clients often leave it out
 THINKING_TYPES = ("thinking", "redacted_thinking")
+STREAM_END_EVENTS = ("message_delta", "message_stop")
+ANTHROPIC_VERSION = "2023-06-01"
+ANTHROPIC_PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+
+
+# Usage
+
+def usage_from_anthropic(usage: dict | None) -> TokenUsage:
+    if not usage:
+        return TokenUsage()
+    cache_read = int(usage.get("cache_read_input_tokens") or 0)
+    cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+    return TokenUsage(
+        input=int(usage.get("input_tokens") or 0) + cache_read + cache_write,
+        cached_read=cache_read,
+        cache_write=cache_write,
+        output=int(usage.get("output_tokens") or 0),
+    )
+
+
+def anthropic_usage(usage: TokenUsage) -> dict:
+    return {
+        "input_tokens": usage.input - usage.cached_read - usage.cache_write,
+        "cache_creation_input_tokens": usage.cache_write,
+        "cache_read_input_tokens": usage.cached_read,
+        "output_tokens": usage.output,
+    }
 
 
 # Anthropic client → chat upstream
@@ -142,7 +183,7 @@ def anthropic_response_from_chat(resp: dict, *, model: str) -> dict:
     content += [_tool_use(call) for call in message.get("tool_calls") or []]
     return {"id": new_id("msg"), "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": STOP_FROM_FINISH.get(choice.get("finish_reason") or "stop", "end_turn"),
-            "stop_sequence": None, "usage": TokenUsage.from_openai_chat(resp.get("usage")).to_anthropic()}
+            "stop_sequence": None, "usage": anthropic_usage(usage_from_chat(resp.get("usage")))}
 
 
 class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
@@ -163,7 +204,8 @@ class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
     def _start(self) -> list[SSEEvent]:
         # Chat upstreams report usage only at the end: message_start carries zeros, message_delta the totals.
         message = {"id": self._message_id, "type": "message", "role": "assistant", "model": self._model,
-                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": TokenUsage().to_anthropic()}
+                   "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": anthropic_usage(TokenUsage())}
         return [_event("message_start", message=message)]
 
     def _on_text(self, text: str) -> list[SSEEvent]:
@@ -193,7 +235,7 @@ class ChatToAnthropicStream(ChatStreamTranslator[SSEEvent]):
     def _end(self, finish_reason: str | None) -> list[SSEEvent]:
         stop_reason = STOP_FROM_FINISH.get(finish_reason or "stop", "end_turn")
         delta = {"stop_reason": stop_reason, "stop_sequence": None}
-        usage = (self._usage or TokenUsage()).to_anthropic()  # cumulative: totals, never increments
+        usage = anthropic_usage(self._usage or TokenUsage())  # cumulative: totals, never increments
         return self._close() + [_event("message_delta", delta=delta, usage=usage), _event("message_stop")]
 
     def _error(self, type: str, message: str) -> list[SSEEvent]:
@@ -346,7 +388,7 @@ def chat_response_from_anthropic(msg: dict) -> dict:
     message = assistant_message(text or None, calls, reasoning=reasoning or None, thinking_blocks=thinking)
     finish_reason = FINISH_FROM_STOP.get(msg.get("stop_reason") or "end_turn", "stop")
     return chat_completion(msg.get("model", ""), [chat_choice(message, finish_reason)],
-                           TokenUsage.from_anthropic(msg.get("usage")), msg.get("id"))
+                           usage_from_anthropic(msg.get("usage")), msg.get("id"))
 
 
 class AnthropicToChatStream(ChatStreamWriter):
@@ -364,6 +406,7 @@ class AnthropicToChatStream(ChatStreamWriter):
     def feed(self, item: SSEEvent) -> list[dict]:
         name, data = item
         kind = data.get("type") or name
+        self.finished = self.finished or kind in STREAM_END_EVENTS
         if self._done or kind in ("ping", "message_stop"):
             return []
         if kind == "error":
@@ -385,7 +428,7 @@ class AnthropicToChatStream(ChatStreamWriter):
 
     def _merge_usage(self, usage: dict | None) -> None:
         self._raw_usage.update({key: value for key, value in (usage or {}).items() if value is not None})
-        self._usage = TokenUsage.from_anthropic(self._raw_usage)
+        self._usage = usage_from_anthropic(self._raw_usage)
 
     def _block_start(self, index: int, block: dict) -> list[dict]:
         if block.get("type") == "tool_use":
@@ -410,3 +453,130 @@ class AnthropicToChatStream(ChatStreamWriter):
             call = {"index": self._tool_index[index], "function": {"arguments": delta["partial_json"]}}
             return [self._chunk({"tool_calls": [call]})]
         return []
+
+
+# Hypereal Cache
+
+def with_cache_breakpoint(body: dict) -> dict:
+    """Mark the end of the prompt for Anthropic's prompt cache when the client marked nothing.
+
+    One breakpoint on the last block of the last message caches everything before it (tools, system,
+    earlier turns), which is what a growing conversation re-sends.
+    """
+    messages = body.get("messages") or []
+    if not messages or _has_cache_control(body):
+        return body
+    last = messages[-1]
+    content = last.get("content")
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+    if not blocks or blocks[-1].get("type") in THINKING_TYPES:
+        return body  # thinking blocks cannot carry cache_control
+    blocks[-1] = {**blocks[-1], "cache_control": {"type": "ephemeral"}}
+    return {**body, "messages": [*messages[:-1], {**last, "content": blocks}]}
+
+
+def _has_cache_control(body: dict) -> bool:
+    if any("cache_control" in tool for tool in body.get("tools") or [] if isinstance(tool, dict)):
+        return True
+    system = body.get("system")
+    if isinstance(system, list) and any("cache_control" in block
+                                        for block in system if isinstance(block, dict)):
+        return True
+    return any("cache_control" in block for message in body.get("messages") or []
+               if isinstance(message.get("content"), list)
+               for block in message["content"] if isinstance(block, dict))
+
+
+# The format
+
+class AnthropicObserver(Observer):
+    def __init__(self, price: Price) -> None:
+        super().__init__(price)
+        self._usage: dict = {}
+
+    def _watch(self, raw: bytes, payload: dict) -> bytes:
+        kind = payload.get("type")
+        if kind == "content_block_delta":
+            delta = payload.get("delta") or {}
+            text = delta.get("text") or delta.get("thinking") or delta.get("partial_json") or ""
+            self.produced += len(text)
+        elif kind == "message_start":
+            self._merge((payload.get("message") or {}).get("usage"))
+        elif kind == "message_delta":
+            self.finished = True
+            self._merge(payload.get("usage"))
+            payload["usage"] = {**(payload.get("usage") or {}), "cost": self.price(self.usage)}
+            return encode_event("message_delta", payload)
+        elif kind == "message_stop":
+            self.finished = True
+        elif kind == "error":
+            self.failed = True
+        return raw
+
+    def _merge(self, usage: dict | None) -> None:
+        self._usage.update({k: v for k, v in (usage or {}).items() if v is not None})
+        self.usage = usage_from_anthropic(self._usage)
+
+
+class AnthropicFormat(NamedEventFormat):
+    ping = ANTHROPIC_PING
+    request_id_header = "request-id"  # where the anthropic SDK looks for it
+    forwarded_headers = (b"anthropic-version", b"anthropic-beta")
+
+    def read(self, body: dict, *, model: object = None, stream: bool | None = None) -> ClientRequest:
+        if not isinstance(body.get("messages"), list):
+            raise invalid_request("messages: Field required (a list of messages).", code="invalid_messages")
+        return client_request(body, model=body.get("model"), stream=bool(body.get("stream")),
+                              max_output=body.get("max_tokens"))
+
+    def admits(self, route: Route) -> bool:
+        """Every chat model: non-Anthropic ones are translated both ways."""
+        return True
+
+    def to_chat(self, request: ClientRequest) -> dict:
+        return chat_request_from_anthropic(request.body)
+
+    def error_body(self, err: GatewayError) -> dict:
+        return {"type": "error", "error": {"type": err.type, "message": err.message, **err.extra}}
+
+    def answer_from_chat(self, chat: dict, model: str) -> dict:
+        return anthropic_response_from_chat(chat, model=model)
+
+    def observer(self, request: ClientRequest, price: Price) -> Observer:
+        return AnthropicObserver(price)
+
+    def translator(self, request: ClientRequest, model: str) -> ChatToAnthropicStream:
+        return ChatToAnthropicStream(model)
+
+    def stamp(self, item: SSEEvent, cost: float) -> None:
+        if item[0] == "message_delta":
+            item[1]["usage"]["cost"] = cost
+
+    def stream_error(self, observer: Observer, type: str, message: str) -> bytes:
+        return encode_event("error", {"type": "error", "error": {"type": type, "message": message}})
+
+    def build_request(self, target: Target, body: dict, *, stream: bool, cache: bool,
+                      client_headers: dict[str, str]) -> tuple[str, dict[str, str], bytes]:
+        payload = {**body, "model": target.upstream_model}
+        if cache:
+            payload = with_cache_breakpoint(payload)
+        headers = {"x-api-key": target.api_key, "content-type": "application/json",
+                   "anthropic-version": client_headers.get("anthropic-version") or ANTHROPIC_VERSION}
+        if beta := client_headers.get("anthropic-beta"):
+            headers["anthropic-beta"] = beta
+        return f"{target.base_url}/messages", headers, json_bytes(payload)
+
+    def request_from_chat(self, chat: dict) -> dict:
+        return anthropic_request_from_chat(chat)
+
+    def usage_of(self, answer: dict) -> TokenUsage:
+        return usage_from_anthropic(answer.get("usage"))
+
+    def chat_from_answer(self, answer: dict, model: str) -> dict:
+        return chat_response_from_anthropic(answer)
+
+    def chat_decoder(self, model: str) -> AnthropicToChatStream:
+        return AnthropicToChatStream(model)
+
+
+ANTHROPIC = AnthropicFormat()

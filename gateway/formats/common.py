@@ -19,8 +19,8 @@ import uuid
 from typing import Generic, TypeVar
 
 from billing.tokens import TokenUsage
+from gateway.formats.chat import chat_stream_error, chat_usage, usage_from_chat
 
-SSEEvent = tuple[str, dict]  # (event name, data) of formats whose SSE carries ``event:`` lines
 Out = TypeVar("Out")
 
 # Reasoning effort ⇄ thinking-token budget. Anthropic needs budget_tokens >= 1024; Gemini reads 0 as "off".
@@ -152,7 +152,7 @@ def chat_choice(message: dict, finish_reason: str, index: int = 0) -> dict:
 
 def chat_completion(model: str, choices: list[dict], usage: TokenUsage, completion_id: str | None = None) -> dict:
     return {"id": completion_id or new_id("chatcmpl"), "object": "chat.completion",
-            "created": int(time.time()), "model": model, "choices": choices, "usage": usage.to_openai_chat()}
+            "created": int(time.time()), "model": model, "choices": choices, "usage": chat_usage(usage)}
 
 
 class ChatStreamWriter:
@@ -160,12 +160,14 @@ class ChatStreamWriter:
 
     Every chunk repeats id, object, created and model; the role chunk comes first; the finish chunk and then
     the usage chunk (``choices: []``) come last, from ``finish()`` even when the upstream never said how it
-    ended; nothing follows them or an error.
+    ended; nothing follows them or an error. ``finished`` tells whether the upstream did say it (a stream
+    cut before that is a failure, not an answer).
     """
 
     def __init__(self, model: str) -> None:
         self._head = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk",
                       "created": int(time.time()), "model": model}
+        self.finished = False
         self._started = False
         self._done = False
         self._finish_reason: str | None = None
@@ -181,13 +183,12 @@ class ChatStreamWriter:
         self._done = True
         out = self._begin() + [self._chunk({}, self._finish_reason or "stop")]
         if self._usage is not None:
-            out.append({**self._head, "choices": [], "usage": self._usage.to_openai_chat()})
+            out.append({**self._head, "choices": [], "usage": chat_usage(self._usage)})
         return out
 
     def error(self, type: str, message: str) -> list[dict]:
-        """A mid-stream ``data: {"error": ...}``, which the openai SDK raises as an APIError."""
         self._done = True
-        return [{"error": {"message": message, "type": type, "param": None, "code": None}}]
+        return [chat_stream_error(type, message)]
 
     def _begin(self) -> list[dict]:
         if self._started:
@@ -235,7 +236,7 @@ class ChatStreamTranslator(Generic[Out]):
                 out += self._read_delta(choice.get("delta") or {})
                 self._finish_reason = choice.get("finish_reason") or self._finish_reason
         if chunk.get("usage"):
-            self._usage = TokenUsage.from_openai_chat(chunk["usage"])
+            self._usage = usage_from_chat(chunk["usage"])
             if self._finish_reason:
                 out += self.finish()
         return out

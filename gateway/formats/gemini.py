@@ -1,7 +1,8 @@
-"""Google Gemini (generateContent) ⇄ OpenAI Chat Completions: requests, responses and streams, both ways.
+"""Google Gemini (generateContent): the format on both sides of the gateway, and its translation via chat.
 
 Gemini's REST API accepts snake_case as well as camelCase field names (Google's own curl samples use
-snake_case), so requests from Gemini clients are read in both; everything emitted is camelCase.
+snake_case), so requests from Gemini clients are read in both; everything emitted is camelCase. Its
+usage counts ``candidatesTokenCount`` without thoughts; the gateway's output includes them.
 """
 
 import json
@@ -9,6 +10,11 @@ import mimetypes
 import re
 from typing import Any
 
+from billing.tokens import TokenUsage
+from gateway.catalog import Target
+from gateway.errors import GatewayError
+from gateway.formats.base import ClientRequest, Observer, Price, WireFormat, client_request, json_bytes
+from gateway.formats.chat import usage_from_chat
 from gateway.formats.common import (
     THINKING_BUDGETS,
     ChatStreamTranslator,
@@ -32,7 +38,7 @@ from gateway.formats.common import (
     tool_call,
     tool_choice_mode,
 )
-from billing.tokens import TokenUsage
+from gateway.sse import encode_data
 
 FINISH_FROM_GEMINI = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
                       "PROHIBITED_CONTENT": "content_filter", "BLOCKLIST": "content_filter",
@@ -42,6 +48,34 @@ GEMINI_FROM_FINISH = {"stop": "STOP", "tool_calls": "STOP", "function_call": "ST
                       "content_filter": "SAFETY"}
 CHOICE_FROM_MODE = {"AUTO": "auto", "VALIDATED": "auto", "NONE": "none", "ANY": "required"}
 MODE_FROM_CHOICE = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "FAILED_PRECONDITION",
+               403: "PERMISSION_DENIED", 404: "NOT_FOUND", 405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT",
+               429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 502: "UNAVAILABLE",
+               503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+
+# Usage
+
+def usage_from_gemini(metadata: dict | None) -> TokenUsage:
+    if not metadata:
+        return TokenUsage()
+    thoughts = int(metadata.get("thoughtsTokenCount") or 0)
+    return TokenUsage(
+        input=int(metadata.get("promptTokenCount") or 0),
+        cached_read=int(metadata.get("cachedContentTokenCount") or 0),
+        output=int(metadata.get("candidatesTokenCount") or 0) + thoughts,
+        reasoning=thoughts,
+    )
+
+
+def gemini_usage(usage: TokenUsage) -> dict:
+    return {
+        "promptTokenCount": usage.input,
+        "cachedContentTokenCount": usage.cached_read,
+        "candidatesTokenCount": usage.output - usage.reasoning,
+        "thoughtsTokenCount": usage.reasoning,
+        "totalTokenCount": usage.total,
+    }
 
 
 def looks_like_openai(body: dict) -> bool:
@@ -219,7 +253,7 @@ def gemini_response_from_chat(resp: dict, *, model: str) -> dict:
             parts.append(_function_call_part(call.get("id", ""), function.get("name", ""),
                                              function.get("arguments", "")))
         candidates.append(_candidate(parts, choice.get("finish_reason"), choice.get("index", 0)))
-    return {"candidates": candidates, "usageMetadata": TokenUsage.from_openai_chat(resp.get("usage")).to_gemini(),
+    return {"candidates": candidates, "usageMetadata": gemini_usage(usage_from_chat(resp.get("usage"))),
             "modelVersion": model, "responseId": resp.get("id") or new_id("resp")}
 
 
@@ -267,7 +301,7 @@ class ChatToGeminiStream(ChatStreamTranslator[dict]):
         parts = [_function_call_part(*self._calls[index]) for index in sorted(self._calls)]
         last = self._response(parts, finish_reason or "stop")
         if self._usage is not None:
-            last["usageMetadata"] = self._usage.to_gemini()
+            last["usageMetadata"] = gemini_usage(self._usage)
         return [last]
 
     def _error(self, type: str, message: str) -> list[dict]:
@@ -396,7 +430,7 @@ def chat_response_from_gemini(resp: dict, *, model: str) -> dict:
                                    candidate.get("index", 0)))
     if not choices:  # the prompt itself was blocked (promptFeedback.blockReason): no candidates at all
         choices.append(chat_choice(assistant_message(None), "content_filter"))
-    usage = TokenUsage.from_gemini(resp.get("usageMetadata"))
+    usage = usage_from_gemini(resp.get("usageMetadata"))
     return chat_completion(model, choices, usage, resp.get("responseId"))
 
 
@@ -419,6 +453,7 @@ class GeminiToChatStream(ChatStreamWriter):
         self._reason: str | None = None  # the last finishReason seen
 
     def feed(self, item: dict) -> list[dict]:
+        self.finished = self.finished or any(c.get("finishReason") for c in item.get("candidates") or ())
         if self._done:
             return []
         if isinstance(item.get("error"), dict):
@@ -437,9 +472,88 @@ class GeminiToChatStream(ChatStreamWriter):
                 out.append(self._chunk({field: part["text"]}))
         self._reason = candidate.get("finishReason") or self._reason
         if item.get("usageMetadata"):
-            self._usage = TokenUsage.from_gemini(item["usageMetadata"])
+            self._usage = usage_from_gemini(item["usageMetadata"])
         return out
 
     def finish(self) -> list[dict]:
         self._finish_reason = _finish_reason(self._reason, self._calls > 0)
         return super().finish()
+
+
+# The format
+
+class GeminiObserver(Observer):
+    def _watch(self, raw: bytes, payload: dict) -> bytes:
+        if payload.get("error"):
+            self.failed = True
+            return raw
+        if payload.get("usageMetadata"):
+            self.usage = usage_from_gemini(payload["usageMetadata"])  # the last one is authoritative
+        for candidate in payload.get("candidates") or ():
+            for part in (candidate.get("content") or {}).get("parts") or ():
+                self.produced += len(part.get("text") or "")
+            self.finished = self.finished or bool(candidate.get("finishReason"))
+        if self.finished and payload.get("usageMetadata"):  # the last chunk carries the cost of the call
+            payload["usageMetadata"] = {**payload["usageMetadata"], "cost": self.price(self.usage)}
+            return encode_data(payload)
+        return raw
+
+
+class GeminiFormat(WireFormat):
+    ping = None  # google-genai reads every line of the stream as JSON: no room for comments
+    model_field = "modelVersion"
+
+    def read(self, body: dict, *, model: object = None, stream: bool | None = None) -> ClientRequest:
+        config = body.get("generationConfig") or body.get("generation_config") or {}
+        return client_request(
+            body, model=model or body.get("model"),
+            stream=bool(body.get("stream")) if stream is None else stream,
+            max_output=config.get("maxOutputTokens") or config.get("max_output_tokens"),
+            not_forwarded=("model", "stream"))  # a Gemini upstream reads both from its URL
+
+    def to_chat(self, request: ClientRequest) -> dict:
+        return chat_request_from_gemini(request.body, model=str(request.model), stream=request.stream)
+
+    def error_body(self, err: GatewayError) -> dict:
+        return {"error": {"code": err.status, "message": err.message,
+                          "status": GRPC_STATUS.get(err.status, "UNKNOWN"), "reason": err.type, **err.extra}}
+
+    def answer_from_chat(self, chat: dict, model: str) -> dict:
+        return gemini_response_from_chat(chat, model=model)
+
+    def stamp_answer(self, answer: dict, usage: TokenUsage, cost: float) -> None:
+        answer["usageMetadata"] = {**(answer.get("usageMetadata") or gemini_usage(usage)), "cost": cost}
+
+    def observer(self, request: ClientRequest, price: Price) -> Observer:
+        return GeminiObserver(price)
+
+    def translator(self, request: ClientRequest, model: str) -> ChatToGeminiStream:
+        return ChatToGeminiStream(model)
+
+    def stamp(self, item: dict, cost: float) -> None:
+        if item.get("usageMetadata") and item["candidates"][0].get("finishReason"):
+            item["usageMetadata"]["cost"] = cost
+
+    def stream_error(self, observer: Observer, type: str, message: str) -> bytes:
+        return encode_data({"error": {"code": 500, "message": message, "status": "INTERNAL", "reason": type}})
+
+    def build_request(self, target: Target, body: dict, *, stream: bool, cache: bool,
+                      client_headers: dict[str, str]) -> tuple[str, dict[str, str], bytes]:
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        headers = {"x-goog-api-key": target.api_key, "content-type": "application/json"}
+        return f"{target.base_url}/models/{target.upstream_model}:{method}", headers, json_bytes(body)
+
+    def request_from_chat(self, chat: dict) -> dict:
+        return gemini_request_from_chat(chat)
+
+    def usage_of(self, answer: dict) -> TokenUsage:
+        return usage_from_gemini(answer.get("usageMetadata"))
+
+    def chat_from_answer(self, answer: dict, model: str) -> dict:
+        return chat_response_from_gemini(answer, model=model)
+
+    def chat_decoder(self, model: str) -> GeminiToChatStream:
+        return GeminiToChatStream(model)
+
+
+GEMINI = GeminiFormat()

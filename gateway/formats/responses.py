@@ -1,15 +1,31 @@
-"""OpenAI Responses API clients on chat upstreams: requests, responses and SSE streams.
+"""OpenAI Responses API: the format of Responses clients, and of the upstreams that serve it natively.
 
-Items the gateway cannot keep or replay are refused or skipped here: it stores no responses, so
-``previous_response_id`` is refused, and reasoning items (encrypted, provider-specific) are not replayed.
+A Responses call passes through to OpenAI-compatible providers marked *supports Responses*; on any other
+target it is translated onto chat here. Items the gateway cannot keep or replay are refused or skipped:
+it stores no responses, so ``previous_response_id`` is refused, and reasoning items (encrypted,
+provider-specific) are not replayed.
 """
 
 import time
 from collections.abc import Callable
 
+from billing.tokens import TokenUsage
+from gateway.catalog import Target
+from gateway.errors import invalid_request
+from gateway.formats.base import (
+    ClientRequest,
+    NamedEventFormat,
+    Observer,
+    Price,
+    SSEEvent,
+    WireFormat,
+    client_request,
+    json_bytes,
+    load_json,
+)
+from gateway.formats.chat import CHAT, bearer_headers, usage_from_chat
 from gateway.formats.common import (
     ChatStreamTranslator,
-    SSEEvent,
     TranslationError,
     assistant_message,
     chat_content,
@@ -20,11 +36,41 @@ from gateway.formats.common import (
     text_of,
     tool_call,
 )
-from billing.tokens import TokenUsage
+from gateway.sse import SSEParser, encode_event
 
 TEXT_PARTS = ("input_text", "output_text", "text", "refusal")  # content parts that become chat text parts
 PART_DONE_EVENTS = {"message": "response.output_text.done", "reasoning": "response.reasoning_text.done"}
 PART_DELTA_EVENTS = {"message": "response.output_text.delta", "reasoning": "response.reasoning_text.delta"}
+RESPONSE_END_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+RESPONSE_DELTA_EVENTS = ("response.output_text.delta", "response.reasoning_text.delta",
+                         "response.reasoning_summary_text.delta", "response.function_call_arguments.delta",
+                         "response.refusal.delta")
+
+
+# Usage
+
+def usage_from_responses(usage: dict | None) -> TokenUsage:
+    if not usage:
+        return TokenUsage()
+    input_details = usage.get("input_tokens_details") or {}
+    output_details = usage.get("output_tokens_details") or {}
+    return TokenUsage(
+        input=int(usage.get("input_tokens") or 0),
+        cached_read=int(input_details.get("cached_tokens") or 0),
+        cache_write=int(input_details.get("cache_write_tokens") or 0),
+        output=int(usage.get("output_tokens") or 0),
+        reasoning=int(output_details.get("reasoning_tokens") or 0),
+    )
+
+
+def responses_usage(usage: TokenUsage) -> dict:
+    return {
+        "input_tokens": usage.input,
+        "input_tokens_details": {"cached_tokens": usage.cached_read, "cache_write_tokens": usage.cache_write},
+        "output_tokens": usage.output,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning},
+        "total_tokens": usage.total,
+    }
 
 
 # Request
@@ -129,7 +175,7 @@ def responses_response_from_chat(resp: dict, *, model: str, response_id: str | N
     if status == "incomplete":  # the output was cut off at its last item
         output[-1]["status"] = "incomplete"
     return _response(response_id or new_id("resp"), model, int(time.time()), status, details, output,
-                     TokenUsage.from_openai_chat(resp.get("usage")))
+                     usage_from_chat(resp.get("usage")))
 
 
 def _status(finish_reason: str | None) -> tuple[str, dict | None]:
@@ -145,8 +191,8 @@ def _response(response_id: str, model: str, created_at: int, status: str, incomp
     # tools, tool_choice and parallel_tool_calls echo the request, which this layer does not see; they are
     # required fields of the Response type, so neutral values are filled in for the endpoint to overwrite.
     return {"id": response_id, "object": "response", "created_at": created_at, "status": status,
-            "model": model, "output": output, "usage": usage.to_responses() if usage else None, "error": None,
-            "incomplete_details": incomplete_details, "tools": [], "tool_choice": "auto",
+            "model": model, "output": output, "usage": responses_usage(usage) if usage else None,
+            "error": None, "incomplete_details": incomplete_details, "tools": [], "tool_choice": "auto",
             "parallel_tool_calls": True}
 
 
@@ -300,3 +346,81 @@ def responses_from_sse_events(events: list[SSEEvent]) -> dict:
                           "message": "The upstream stream ended before the response completed."}
         response = {**response, "status": "failed", "error": error}
     return response
+
+
+# The format
+
+class ResponsesObserver(Observer):
+    def __init__(self, price: Price) -> None:
+        super().__init__(price)
+        self.sequence = -1
+
+    def _watch(self, raw: bytes, payload: dict) -> bytes:
+        kind = payload.get("type")
+        if isinstance(payload.get("sequence_number"), int):
+            self.sequence = payload["sequence_number"]
+        if kind in RESPONSE_DELTA_EVENTS:
+            self.produced += len(payload.get("delta") or "")
+        elif kind in RESPONSE_END_EVENTS:
+            self.finished = True
+            response = payload.get("response") or {}
+            if response.get("usage"):
+                self.usage = usage_from_responses(response["usage"])
+                response["usage"]["cost"] = self.price(self.usage)
+                return encode_event(kind, payload)
+        elif kind == "error":
+            self.failed = True
+        return raw
+
+
+class ResponsesFormat(NamedEventFormat):
+    """Upstreams take it natively or not at all, so it has no request from chat, chat answer or decoder."""
+
+    def read(self, body: dict, *, model: object = None, stream: bool | None = None) -> ClientRequest:
+        if "input" not in body:
+            raise invalid_request("Missing required parameter: `input`.", code="missing_input")
+        return client_request(body, model=body.get("model"), stream=bool(body.get("stream")),
+                              max_output=body.get("max_output_tokens"))
+
+    def to_chat(self, request: ClientRequest) -> dict:
+        return chat_request_from_responses(request.body)
+
+    def answer_from_chat(self, chat: dict, model: str) -> dict:
+        return responses_response_from_chat(chat, model=model)
+
+    def observer(self, request: ClientRequest, price: Price) -> Observer:
+        return ResponsesObserver(price)
+
+    def translator(self, request: ClientRequest, model: str) -> ChatToResponsesStream:
+        return ChatToResponsesStream(model)
+
+    def stamp(self, item: SSEEvent, cost: float) -> None:
+        usage = (item[1].get("response") or {}).get("usage")
+        if item[0] in RESPONSE_END_EVENTS and usage:
+            usage["cost"] = cost
+
+    def stream_error(self, observer: ResponsesObserver, type: str, message: str) -> bytes:
+        return encode_event("error", {"type": "error", "code": type, "message": message, "param": None,
+                                      "sequence_number": observer.sequence + 1})
+
+    def spoken_by(self, target: Target, kind_format: WireFormat) -> bool:
+        """OpenAI-compatible providers marked *supports Responses* in admin; the others get it as chat."""
+        return kind_format is CHAT and target.responses
+
+    def build_request(self, target: Target, body: dict, *, stream: bool, cache: bool,
+                      client_headers: dict[str, str]) -> tuple[str, dict[str, str], bytes]:
+        payload = {**body, "model": target.upstream_model}
+        return f"{target.base_url}/responses", bearer_headers(target), json_bytes(payload)
+
+    def read_answer(self, raw: bytes, content_type: str) -> object:
+        if content_type == "text/event-stream":
+            # Some Responses upstreams always stream: the client asked for one answer, so it gets one.
+            return responses_from_sse_events([item for event in SSEParser().feed(raw + b"\n\n")
+                                              if (item := self.sse_item(event))])
+        return load_json(raw)
+
+    def usage_of(self, answer: dict) -> TokenUsage:
+        return usage_from_responses(answer.get("usage"))
+
+
+RESPONSES = ResponsesFormat()

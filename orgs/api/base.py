@@ -1,15 +1,14 @@
-"""The base of every management endpoint: resolve the organization once, check the role's scope."""
+"""The base of every management endpoint: resolve the organization once, check the role's scope, and
+serve only that organization's rows."""
 
-from django.db.models import Case, IntegerField, Value, When
-from rest_framework.authentication import SessionAuthentication
+from django.db.models import Case, IntegerField, Model, QuerySet, Value, When
+from django.shortcuts import get_object_or_404
 from rest_framework.exceptions import MethodNotAllowed, NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apikeys.api.authentication import ApiKeyAuthentication
-from apikeys.selectors import KeyGrant
 from orgs.models import Membership, Organization
-from orgs.roles import role_has_scope
+from orgs.roles import ScopeGrant, role_has_scope
 from orgs.services import OrgRuleError
 
 
@@ -42,17 +41,39 @@ class OrgScopedApi(APIView):
     Signed-in members (session + CSRF) act with their role; an API key with management scopes acts for
     its creator, in its own organization only, and only where both its scopes and its creator's current
     role allow.
+
+    Rows come from ``get_queryset`` / ``get_object``, which always filter ``model`` to the organization
+    (through ``organization_field``). A subclass shapes its rows in ``safely_get_queryset``; it cannot
+    override ``get_queryset``, so no view can forget the filter or return another organization's rows.
     """
 
     scope_map: dict[str, str] = {}
-    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]  # a key named in the header wins
+    model: type[Model] | None = None
+    organization_field = "organization"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "get_queryset" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides get_queryset; shape its rows in safely_get_queryset, "
+                            "which OrgScopedApi scopes to the organization.")
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        """Narrow, join or order the rows; whatever this returns is filtered to the organization."""
+        return queryset
+
+    def get_queryset(self) -> QuerySet:
+        queryset = self.safely_get_queryset(self.model._default_manager.all())
+        return queryset.filter(**{self.organization_field: self.organization})
+
+    def get_object(self, **lookup) -> Model:
+        return get_object_or_404(self.get_queryset(), **lookup)
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication first
         scope = self.scope_map.get(request.method)
         if scope is None:
             raise MethodNotAllowed(request.method)
-        grant = request.auth if isinstance(request.auth, KeyGrant) else None
+        grant = request.auth if isinstance(request.auth, ScopeGrant) else None
         org_id = kwargs.get("org_id")
         if grant is not None:
             if org_id is not None and org_id != grant.organization_id:

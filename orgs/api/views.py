@@ -1,20 +1,35 @@
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orgs.api.base import OrgScopedApi, client_ip
-from orgs.models import AuditEvent, Invitation, Membership, Organization
+from orgs.models import AuditEvent, Invitation, Membership, Organization, Webhook
 from orgs.roles import ROLES
-from orgs.services import (OrgRuleError, invitation_accept, invitation_create, invitation_revoke,
-                           membership_change_role, membership_remove, organization_create, organization_delete,
-                           organization_rename, ownership_transfer)
-from orgs.webhooks import (webhook_create, webhook_delete, webhook_secret_rotate, webhook_test_send,
-                           webhook_update)
+from orgs.services import (
+    OrgRuleError,
+    invitation_accept,
+    invitation_create,
+    invitation_revoke,
+    membership_change_role,
+    membership_remove,
+    organization_create,
+    organization_delete,
+    organization_rename,
+    ownership_transfer,
+)
+from orgs.sso import sso_configure, sso_delete, sso_urls
+from orgs.webhooks import (
+    webhook_create,
+    webhook_delete,
+    webhook_secret_rotate,
+    webhook_test_send,
+    webhook_update,
+)
 
 
 def org_output(org: Organization, role: str) -> dict:
@@ -59,6 +74,8 @@ def valid(serializer_class, request) -> dict:
 class OrgListApi(APIView):
     """Any signed-in user lists the organizations they belong to and creates team ones."""
 
+    authentication_classes = [SessionAuthentication]  # people only: a key is bound to one organization
+
     def get(self, request):
         memberships = (Membership.objects.filter(user=request.user, organization__deleted_at__isnull=True)
                        .select_related("organization").order_by("organization__name"))
@@ -85,20 +102,26 @@ class OrgDetailApi(OrgScopedApi):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MemberListApi(OrgScopedApi):
+class MembershipApi(OrgScopedApi):
+    model = Membership
+
+    def safely_get_queryset(self, queryset):
+        return queryset.select_related("user").order_by("created_at")
+
+
+class MemberListApi(MembershipApi):
     scope_map = {"GET": "org:read"}
 
     def get(self, request, org_id):
-        members = self.organization.memberships.select_related("user").order_by("created_at")
-        return Response({"data": [member_output(m) for m in members]})
+        return Response({"data": [member_output(m) for m in self.get_queryset()]})
 
 
-class MemberDetailApi(OrgScopedApi):
+class MemberDetailApi(MembershipApi):
     # Leaving needs no more than membership; removing others is checked by the service.
     scope_map = {"PATCH": "members:write", "DELETE": "org:read"}
 
     def _member(self, member_id) -> Membership:
-        return get_object_or_404(self.organization.memberships.select_related("user"), pk=member_id)
+        return self.get_object(pk=member_id)
 
     def patch(self, request, org_id, member_id):
         member = membership_change_role(actor=self.membership, member=self._member(member_id),
@@ -110,22 +133,27 @@ class MemberDetailApi(OrgScopedApi):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class OwnershipTransferApi(OrgScopedApi):
+class OwnershipTransferApi(MembershipApi):
     scope_map = {"POST": "org:transfer"}
 
     def post(self, request, org_id):
-        member = get_object_or_404(self.organization.memberships.select_related("user"),
-                                   pk=valid(TransferInput, request)["memberId"])
+        member = self.get_object(pk=valid(TransferInput, request)["memberId"])
         return Response(member_output(ownership_transfer(actor=self.membership, member=member,
                                                          ip=client_ip(request))))
 
 
-class InvitationListApi(OrgScopedApi):
+class InvitationApi(OrgScopedApi):
+    model = Invitation
+
+    def safely_get_queryset(self, queryset):
+        return queryset.select_related("invited_by").order_by("-created_at")
+
+
+class InvitationListApi(InvitationApi):
     scope_map = {"GET": "members:write", "POST": "members:write"}
 
     def get(self, request, org_id):
-        invitations = self.organization.invitations.select_related("invited_by").order_by("-created_at")
-        return Response({"data": [invitation_output(i) for i in invitations]})
+        return Response({"data": [invitation_output(i) for i in self.get_queryset()]})
 
     def post(self, request, org_id):
         data = valid(InvitationInput, request)
@@ -134,16 +162,18 @@ class InvitationListApi(OrgScopedApi):
         return Response(invitation_output(invitation), status=status.HTTP_201_CREATED)
 
 
-class InvitationDetailApi(OrgScopedApi):
+class InvitationDetailApi(InvitationApi):
     scope_map = {"DELETE": "members:write"}
 
     def delete(self, request, org_id, invitation_id):
-        invitation = get_object_or_404(self.organization.invitations, pk=invitation_id)
+        invitation = self.get_object(pk=invitation_id)
         invitation_revoke(actor=self.membership, invitation=invitation, ip=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class InvitationAcceptApi(APIView):
+    authentication_classes = [SessionAuthentication]  # the invited person, signed in
+
     def post(self, request, token):
         try:
             membership = invitation_accept(token=token, user=request.user, ip=client_ip(request))
@@ -163,9 +193,13 @@ class AuditLogApi(OrgScopedApi):
     """Filters: action, actor (email), targetType, since, until (ISO 8601); cursor-paginated."""
 
     scope_map = {"GET": "audit:read"}
+    model = AuditEvent
+
+    def safely_get_queryset(self, queryset):
+        return queryset.select_related("actor")
 
     def get(self, request, org_id):
-        events = AuditEvent.objects.filter(organization=self.organization).select_related("actor")
+        events = self.get_queryset()
         params = request.query_params
         if action := params.get("action"):
             events = events.filter(action=action)
@@ -205,8 +239,6 @@ class SSOInput(serializers.Serializer):
 
 
 def sso_output(connection) -> dict:
-    from orgs.sso import sso_urls
-
     return {"providerId": connection.provider_id, "type": connection.type, "domain": connection.domain,
             "defaultRole": connection.default_role, "ssoRequired": connection.sso_required,
             "status": connection.status, "statusDetail": connection.status_detail or None,
@@ -225,20 +257,12 @@ class SSOConnectionApi(OrgScopedApi):
         return Response(sso_output(connection) if connection else None)
 
     def post(self, request, org_id):
-        from orgs.sso import sso_configure
-
         connection = sso_configure(organization=self.organization, actor=request.user,
                                    data=valid(SSOInput, request), ip=client_ip(request))
         return Response(sso_output(connection), status=status.HTTP_201_CREATED)
 
     def delete(self, request, org_id):
-        from orgs.services import audit_record
-
-        connection = getattr(self.organization, "sso", None)
-        if connection is not None:
-            audit_record(organization=self.organization, action="sso.delete", target=connection,
-                         actor=request.user, ip=client_ip(request), before={"domain": connection.domain})
-            connection.delete()
+        sso_delete(organization=self.organization, actor=request.user, ip=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -263,12 +287,21 @@ def delivery_output(delivery) -> dict:
             "createdAt": delivery.created_at, "deliveredAt": delivery.delivered_at}
 
 
-class WebhookListApi(OrgScopedApi):
+class WebhookApi(OrgScopedApi):
+    model = Webhook
+
+    def safely_get_queryset(self, queryset):
+        return queryset.select_related("created_by", "organization").order_by("-created_at")
+
+    def _webhook(self, webhook_id) -> Webhook:
+        return self.get_object(pk=webhook_id)
+
+
+class WebhookListApi(WebhookApi):
     scope_map = {"GET": "webhooks:read", "POST": "webhooks:write"}
 
     def get(self, request, org_id):
-        webhooks = self.organization.webhooks.select_related("created_by").order_by("-created_at")
-        return Response({"data": [webhook_output(w) for w in webhooks]})
+        return Response({"data": [webhook_output(w) for w in self.get_queryset()]})
 
     def post(self, request, org_id):
         data = valid(WebhookInput, request)
@@ -278,13 +311,7 @@ class WebhookListApi(OrgScopedApi):
         return Response({**webhook_output(webhook), "secret": secret}, status=status.HTTP_201_CREATED)
 
 
-class WebhookObjectApi(OrgScopedApi):
-    def _webhook(self, webhook_id):
-        return get_object_or_404(self.organization.webhooks.select_related("created_by", "organization"),
-                                 pk=webhook_id)
-
-
-class WebhookDetailApi(WebhookObjectApi):
+class WebhookDetailApi(WebhookApi):
     scope_map = {"GET": "webhooks:read", "PATCH": "webhooks:write", "DELETE": "webhooks:write"}
 
     def get(self, request, org_id, webhook_id):
@@ -302,7 +329,7 @@ class WebhookDetailApi(WebhookObjectApi):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class WebhookSecretRotateApi(WebhookObjectApi):
+class WebhookSecretRotateApi(WebhookApi):
     scope_map = {"POST": "webhooks:write"}
 
     def post(self, request, org_id, webhook_id):
@@ -311,7 +338,7 @@ class WebhookSecretRotateApi(WebhookObjectApi):
         return Response({**webhook_output(webhook), "secret": secret})
 
 
-class WebhookDeliveryListApi(WebhookObjectApi):
+class WebhookDeliveryListApi(WebhookApi):
     """The 100 most recent deliveries, newest first."""
 
     scope_map = {"GET": "webhooks:read"}
@@ -321,7 +348,7 @@ class WebhookDeliveryListApi(WebhookObjectApi):
         return Response({"data": [delivery_output(d) for d in deliveries]})
 
 
-class WebhookTestApi(WebhookObjectApi):
+class WebhookTestApi(WebhookApi):
     scope_map = {"POST": "webhooks:write"}
 
     def post(self, request, org_id, webhook_id):

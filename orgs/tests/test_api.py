@@ -77,6 +77,9 @@ def test_delete_org_is_owner_only_and_keeps_history(role):
     assert (org.deleted_at is not None) == (resp.status_code == 204)
     if resp.status_code == 204:
         assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+        revoked = AuditEvent.objects.get(organization=org, action="api_key.revoke", target_id=str(key.pk))
+        assert revoked.actor.memberships.filter(organization=org).exists() is False  # members are gone…
+        assert revoked.actor.email.startswith("owner-")  # …but the owner who deleted it is named
         assert not org.memberships.exists() and client.get(f"/api/orgs/{org.pk}").status_code == 404
         assert AuditEvent.objects.filter(organization=org, action="org.delete").exists()
 

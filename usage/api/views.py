@@ -3,14 +3,13 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from billing.money import credits_to_micro, micro_to_credits
 from orgs.api.base import OrgScopedApi
 from usage.models import RequestLog
-from usage.selectors import (SORTS, LogFilters, Period, request_logs, top_expensive, usage_summary)
+from usage.selectors import SORTS, LogFilters, Period, request_logs, top_expensive, usage_summary
 
 MAX_DAYS, MAX_LIMIT = 366, 1000
 
@@ -111,11 +110,13 @@ class UsageApi(OrgScopedApi):
 
 class UsageDetailApi(OrgScopedApi):
     scope_map = {"GET": "usage:read"}
+    model = RequestLog
+
+    def safely_get_queryset(self, queryset):
+        return queryset.select_related("api_key")
 
     def get(self, request, request_id: str):
-        log = get_object_or_404(RequestLog.objects.select_related("api_key"), request_id=request_id,
-                                organization=self.organization)
-        return Response(log_output(log, detail=True))
+        return Response(log_output(self.get_object(request_id=request_id), detail=True))
 
 
 CSV_COLUMNS = ["created_at", "request_id", "endpoint", "model", "provider", "upstream_model", "status",

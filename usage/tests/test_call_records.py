@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 def funded_org(amount: int):
     org, _ = org_with_member(OWNER)
-    wallet_credit(wallet_id=org.wallet.pk, amount=amount, idempotency_key=f"grant:{uuid.uuid4().hex}")
+    wallet_credit(organization_id=org.pk, amount=amount, idempotency_key=f"grant:{uuid.uuid4().hex}")
     return org
 
 

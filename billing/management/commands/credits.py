@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing.models import LedgerEntry
 from billing.money import credits_to_micro, micro_to_credits
-from billing.services import wallet_credit, wallet_get_or_create
+from billing.services import wallet_credit
 from orgs.models import Organization
 
 
@@ -29,8 +29,7 @@ class Command(BaseCommand):
             raise CommandError(f"Invalid credit amount {credits!r}: {exc}") from None
         if amount <= 0:
             raise CommandError("The amount must be positive.")
-        wallet = wallet_get_or_create(organization=organization)
-        entry = wallet_credit(wallet_id=wallet.pk, amount=amount, reference=reference,
+        entry = wallet_credit(organization_id=organization.pk, amount=amount, reference=reference,
                               idempotency_key=idempotency_key or f"grant:{uuid.uuid4()}",
                               kind=LedgerEntry.Kind.TOPUP)
         self.stdout.write(f"{org}: balance {micro_to_credits(entry.balance_after)} credits")

@@ -6,14 +6,18 @@ import pytest
 from anthropic.types import Message, RawMessageStreamEvent, message_create_params
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, completion_create_params
 
+from billing.tokens import TokenUsage
 from gateway.formats.anthropic import (
     AnthropicToChatStream,
     ChatToAnthropicStream,
     anthropic_request_from_chat,
     anthropic_response_from_chat,
+    anthropic_usage,
     chat_request_from_anthropic,
     chat_response_from_anthropic,
+    usage_from_anthropic,
 )
+from gateway.formats.chat import usage_from_chat
 from gateway.formats.common import TranslationError
 from gateway.formats.tests.support import (
     anthropic_client,
@@ -26,7 +30,6 @@ from gateway.formats.tests.support import (
     run,
     validate,
 )
-from billing.tokens import TokenUsage
 
 pytestmark = pytest.mark.no_services
 
@@ -170,7 +173,7 @@ def test_response_usage_excludes_cached_tokens_from_input():
     usage = anthropic_response_from_chat(chat_response({"content": "Hi"}), model="m")["usage"]
     assert usage == {"input_tokens": 56, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 64,
                      "output_tokens": 40}
-    assert TokenUsage.from_anthropic(usage) == TokenUsage(input=120, cached_read=64, output=40)
+    assert usage_from_anthropic(usage) == TokenUsage(input=120, cached_read=64, output=40)
 
 
 @pytest.mark.parametrize(("finish", "stop"), [("stop", "end_turn"), ("length", "max_tokens"),
@@ -300,7 +303,7 @@ def test_stream_without_usage_still_closes():
     translator = ChatToAnthropicStream("m")
     events = run(translator, text_stream(usage=None))
     assert_well_formed(events)
-    assert events[-2][1]["usage"] == TokenUsage().to_anthropic()
+    assert events[-2][1]["usage"] == anthropic_usage(TokenUsage())
     assert translator.usage is None
     assert anthropic_final_message(events).content[0].text == "Hello"
 
@@ -492,7 +495,7 @@ def test_chat_response_parses_in_the_sdk():
     assert resp["choices"][0]["message"]["thinking_blocks"] == [thinking]
     assert (parsed.usage.prompt_tokens, parsed.usage.prompt_tokens_details.cached_tokens,
             parsed.usage.completion_tokens) == (370, 300, 80)
-    assert TokenUsage.from_openai_chat(resp["usage"]) == TokenUsage(input=370, cached_read=300, cache_write=20,
+    assert usage_from_chat(resp["usage"]) == TokenUsage(input=370, cached_read=300, cache_write=20,
                                                           output=80)
 
 

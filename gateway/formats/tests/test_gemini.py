@@ -6,6 +6,8 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, completion_create_params
 
+from billing.tokens import TokenUsage
+from gateway.formats.chat import chat_usage
 from gateway.formats.common import TranslationError
 from gateway.formats.gemini import (
     ChatToGeminiStream,
@@ -15,6 +17,7 @@ from gateway.formats.gemini import (
     gemini_request_from_chat,
     gemini_response_from_chat,
     looks_like_openai,
+    usage_from_gemini,
 )
 from gateway.formats.tests.support import (
     chunk,
@@ -26,7 +29,6 @@ from gateway.formats.tests.support import (
     run,
     validate,
 )
-from billing.tokens import TokenUsage
 
 pytestmark = pytest.mark.no_services
 
@@ -381,7 +383,7 @@ def test_gemini_stream_becomes_chat_chunks_the_sdk_accumulates():
     assert [c["choices"][0]["delta"]["tool_calls"][0]["index"] for c in chunks[3:5]] == [0, 1]
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == TokenUsage.from_gemini(GEMINI_USAGE).to_openai_chat()
+    assert chunks[-1]["usage"] == chat_usage(usage_from_gemini(GEMINI_USAGE))
     assert translator.usage == TokenUsage(input=120, cached_read=64, output=30, reasoning=10)
     completion = openai_final_completion(chunks)
     message = completion.choices[0].message

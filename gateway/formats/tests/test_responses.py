@@ -8,15 +8,16 @@ from openai.types.responses import (
     ResponseUsage,
 )
 
+from billing.tokens import TokenUsage
 from gateway.formats.common import TranslationError
 from gateway.formats.responses import (
     ChatToResponsesStream,
     chat_request_from_responses,
     responses_from_sse_events,
     responses_response_from_chat,
+    responses_usage,
 )
 from gateway.formats.tests.support import chunk, json_body, openai_client, run, sse, validate
-from billing.tokens import TokenUsage
 
 pytestmark = pytest.mark.no_services
 
@@ -38,7 +39,8 @@ def validate_response(body: dict) -> None:
 
 
 def test_responses_usage_matches_the_sdk_type():
-    ResponseUsage.model_validate(TokenUsage(input=100, cached_read=64, cache_write=10, output=50).to_responses())
+    usage = TokenUsage(input=100, cached_read=64, cache_write=10, output=50)
+    ResponseUsage.model_validate(responses_usage(usage))
 
 
 # Request
@@ -147,7 +149,7 @@ def test_response_status_mapping(finish, status, reason):
 def test_response_without_text_or_calls_still_has_a_message():
     body = responses_response_from_chat(chat_response({"content": None}, usage=None), model="m")
     assert [item["type"] for item in body["output"]] == ["message"]
-    assert body["usage"] == TokenUsage().to_responses()
+    assert body["usage"] == responses_usage(TokenUsage())
 
 
 # Stream

@@ -6,7 +6,7 @@ from django.db import transaction
 from apikeys.models import ApiKey
 from apikeys.services import api_key_create, api_key_revoke
 from billing.money import credits_to_micro
-from billing.services import wallet_credit, wallet_get_or_create
+from billing.services import wallet_credit
 from gateway.demo import demo_catalog_install
 from orgs.models import Membership, Organization, User
 from orgs.roles import OWNER
@@ -32,8 +32,7 @@ class Command(BaseCommand):
         org = Organization.objects.filter(slug="demo").first() or organization_create(
             name="Demo", slug="demo", owner=user)
         Membership.objects.get_or_create(organization=org, user=user, defaults={"role": OWNER})
-        wallet = wallet_get_or_create(organization=org)
-        wallet_credit(wallet_id=wallet.pk, amount=credits_to_micro(10_000), idempotency_key="demo:initial-grant",
+        wallet_credit(organization_id=org.pk, amount=credits_to_micro(10_000), idempotency_key="demo:initial-grant",
                       reference="demo bootstrap")
         models = demo_catalog_install()
         self.stderr.write(f"Demo ready: login {DEMO_EMAIL} / {password}, org `demo`, "
