@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apikeys",
     "usage",
     "gateway",
+    "gpu",
 ]
 
 MIDDLEWARE = [
@@ -132,6 +133,7 @@ CELERY_BEAT_SCHEDULE = {
     # Webhook retries, and first attempts whose queued task was lost.
     "webhook-deliveries": {"task": "orgs.tasks.webhook_deliveries_retry", "schedule": 30},
     "webhook-deliveries-retention": {"task": "orgs.tasks.webhook_deliveries_retention", "schedule": 6 * 3600},
+    "stored-files-expire": {"task": "gpu.tasks.stored_files_expire", "schedule": 3600},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Operators who get alerts such as a ledger out of balance: comma-separated emails.
@@ -221,3 +223,50 @@ HYPEREAL = {
     "COOLDOWN_SECONDS": env_int("HYPEREAL_COOLDOWN_SECONDS", 30),
     "LOG_RETENTION_DAYS": env_int("HYPEREAL_LOG_RETENTION_DAYS", 90),
 }
+
+
+# --- Storage of job inputs and outputs (gpu app) ---
+# Files live in the "hypereal" storage: the local filesystem by default, any S3-compatible store (S3, R2,
+# MinIO) with HYPEREAL_STORAGE_BACKEND=s3. Objects are keyed org_<id>/<kind>/<file id>/<filename>.
+# Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (read by django-storages itself).
+HYPEREAL_STORAGE_BACKEND = os.environ.get("HYPEREAL_STORAGE_BACKEND", "filesystem")
+if HYPEREAL_STORAGE_BACKEND == "s3":
+    if not os.environ.get("HYPEREAL_S3_BUCKET"):
+        raise ImproperlyConfigured("HYPEREAL_STORAGE_BACKEND=s3 needs HYPEREAL_S3_BUCKET.")
+    _file_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": os.environ["HYPEREAL_S3_BUCKET"],
+        "endpoint_url": os.environ.get("HYPEREAL_S3_ENDPOINT_URL") or None,  # R2, MinIO; unset → AWS
+        "region_name": os.environ.get("HYPEREAL_S3_REGION") or None,
+        "location": os.environ.get("HYPEREAL_S3_PREFIX", ""),  # key prefix inside the bucket
+        "addressing_style": os.environ.get("HYPEREAL_S3_ADDRESSING_STYLE") or None,  # "path" for some MinIOs
+        "file_overwrite": True,  # keys hold a unique file id: skip django-storages' existence check
+        "signature_version": "s3v4",  # botocore would presign SigV2 URLs, which R2 and newer regions refuse
+        "default_acl": None,  # private objects: reached only through presigned URLs
+    }}
+elif HYPEREAL_STORAGE_BACKEND == "filesystem":
+    _file_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                     "OPTIONS": {"location": os.environ.get("HYPEREAL_STORAGE_DIR", VAR_DIR / "storage")}}
+else:
+    raise ImproperlyConfigured(f"HYPEREAL_STORAGE_BACKEND={HYPEREAL_STORAGE_BACKEND}: use filesystem or s3.")
+STORAGES = {  # Django's own two defaults, plus ours
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "hypereal": _file_storage,
+}
+_MIB = 1024 * 1024
+HYPEREAL_STORAGE = {
+    "URL_SECONDS": env_int("HYPEREAL_STORAGE_URL_SECONDS", 3600),  # lifetime of download and upload URLs
+    "MAX_BYTES": {
+        "input": env_int("HYPEREAL_STORAGE_INPUT_MAX_BYTES", 100 * _MIB),
+        "output": env_int("HYPEREAL_STORAGE_OUTPUT_MAX_BYTES", 2048 * _MIB),
+        "dataset": env_int("HYPEREAL_STORAGE_DATASET_MAX_BYTES", 5120 * _MIB),
+        "weights": env_int("HYPEREAL_STORAGE_WEIGHTS_MAX_BYTES", 5120 * _MIB),
+    },
+    "RETENTION_DAYS": {  # 0 = keep until deleted
+        "input": env_int("HYPEREAL_STORAGE_INPUT_RETENTION_DAYS", 7),
+        "output": env_int("HYPEREAL_STORAGE_OUTPUT_RETENTION_DAYS", 30),
+        "dataset": env_int("HYPEREAL_STORAGE_DATASET_RETENTION_DAYS", 0),
+        "weights": env_int("HYPEREAL_STORAGE_WEIGHTS_RETENTION_DAYS", 0),
+    },
+}
+# --- end of storage settings ---
