@@ -58,8 +58,11 @@ class CatalogModelAdmin(admin.ModelAdmin):
     inlines = [AliasInline, TargetInline]
     fieldsets = (
         (None, {"fields": ("public_id", "capability", "description", "intents", "enabled")}),
-        ("Prices (micro-credits per million tokens; 1 credit = 1,000,000 µcr, 100 credits = 1 USD)",
-         {"fields": ("input_price", "cached_input_price", "cache_write_price", "output_price")}),
+        ("Prices in micro-credits (1 credit = 1,000,000 µcr, 100 credits = 1 USD): per million tokens, or per "
+         "unit for models priced per image, second, clip or request",
+         {"fields": ("price_unit", "input_price", "cached_input_price", "cache_write_price", "output_price",
+                     "unit_price", "max_units")}),
+        ("What the model accepts", {"fields": ("parameters",)}),
     )
 
     @admin.display(description="Input (credits/MTok)", ordering="input_price")

@@ -2,11 +2,11 @@
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from billing.pricing import TokenPrices
+from billing.pricing import TokenPrices, UnitPrice
 from gateway.db import run_db
 from gateway.errors import invalid_request
 
@@ -33,10 +33,14 @@ class Route:
     targets: tuple[Target, ...]
     aliases: tuple[str, ...]
     intents: tuple[str, ...]
+    price_unit: str = "token"
+    unit_price: UnitPrice | None = None  # models priced per image, second, clip or request
+    parameters: dict = field(default_factory=dict)  # what the model accepts (durations, sizes…)
 
     @property
     def blended_price(self) -> int:
-        return self.prices.input + self.prices.output
+        """What intents compare models by: input + output per million tokens, or the unit price."""
+        return self.unit_price.amount if self.unit_price else self.prices.input + self.prices.output
 
     @property
     def family(self) -> str:
@@ -80,9 +84,13 @@ def catalog_load() -> Catalog:
             continue  # nothing can serve it: don't advertise it
         prices = TokenPrices(input=model.input_price, cached_input=model.cached_input_price,
                              cache_write=model.cache_write_price, output=model.output_price)
+        by_unit = model.price_unit != CatalogModel.PriceUnit.TOKEN
         routes.append(Route(public_id=model.public_id, capability=model.capability, prices=prices,
                             targets=targets, aliases=tuple(a.alias for a in model.aliases.all()),
-                            intents=tuple(i.strip() for i in model.intents.split(",") if i.strip())))
+                            intents=tuple(i.strip() for i in model.intents.split(",") if i.strip()),
+                            price_unit=model.price_unit,
+                            unit_price=UnitPrice(model.unit_price, model.max_units) if by_unit else None,
+                            parameters=model.parameters or {}))
     by_name = {alias: r for r in routes for alias in r.aliases}
     by_name.update({r.public_id: r for r in routes})
     by_intent: dict[str, list[Route]] = {}

@@ -10,6 +10,7 @@ class Provider(models.Model):
         OPENAI = "openai", "OpenAI-compatible"
         ANTHROPIC = "anthropic", "Anthropic"
         GEMINI = "gemini", "Gemini"
+        FAL = "fal", "fal queue"
 
     name = models.SlugField(max_length=80, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OPENAI)
@@ -52,11 +53,25 @@ class CatalogModel(models.Model):
     intents = models.CharField(max_length=300, blank=True,
                                help_text="Comma-separated intent buckets, e.g. chat-fast. A request with "
                                          "`intent` gets the cheapest healthy model of the bucket.")
-    # Micro-credits per million tokens (1 credit = 1,000,000 µcr; 100 credits = 1 USD).
-    input_price = models.BigIntegerField(default=0)
-    cached_input_price = models.BigIntegerField(default=0)
-    cache_write_price = models.BigIntegerField(default=0)
-    output_price = models.BigIntegerField(default=0)
+    class PriceUnit(models.TextChoices):
+        TOKEN = "token", "Per million tokens"
+        IMAGE = "image", "Per image"
+        SECOND = "second", "Per second"
+        CLIP = "clip", "Per clip"
+        REQUEST = "request", "Per request"
+
+    # Micro-credits (1 credit = 1,000,000 µcr; 100 credits = 1 USD).
+    price_unit = models.CharField(max_length=16, choices=PriceUnit.choices, default=PriceUnit.TOKEN)
+    input_price = models.BigIntegerField(default=0, help_text="Per million tokens.")
+    cached_input_price = models.BigIntegerField(default=0, help_text="Per million tokens.")
+    cache_write_price = models.BigIntegerField(default=0, help_text="Per million tokens.")
+    output_price = models.BigIntegerField(default=0, help_text="Per million tokens.")
+    unit_price = models.BigIntegerField(default=0, help_text="Per image, second, clip or request (price unit).")
+    max_units = models.PositiveIntegerField(null=True, blank=True,
+                                            help_text="The most units one call is billed, e.g. seconds of video.")
+    parameters = models.JSONField(default=dict, blank=True,
+                                  help_text='What the model accepts, e.g. {"durations": [4, 8, 12], '
+                                            '"resolutions": ["720p"], "aspect_ratios": ["16:9", "9:16"]}.')
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -120,11 +120,16 @@ async def _month_spend(ctx: KeyContext, month: str) -> int:
     return (await run_db(api_keys_month_spend, key_ids=[ctx.key_id], month=month))[ctx.key_id]
 
 
-def _insufficient() -> GatewayError:
-    floor = settings.HYPEREAL["MIN_BALANCE_CREDITS"]
-    return GatewayError(402, "insufficient_credits", "Insufficient credits: LLM calls need a balance of at least "
-                        f"{floor} credits and enough to cover the call. Top up to continue.",
-                        "insufficient_credits")
+def llm_floor() -> int:
+    """The balance (µcr) LLM calls need beyond their own cost; media and jobs need only their price."""
+    return settings.HYPEREAL["MIN_BALANCE_CREDITS"] * MICRO
+
+
+def _insufficient(floor: int) -> GatewayError:
+    message = (f"Insufficient credits: LLM calls need a balance of at least {floor // MICRO} credits and enough "
+               "to cover the call." if floor else "Insufficient credits: the balance cannot cover this request's "
+               "price.")
+    return GatewayError(402, "insufficient_credits", f"{message} Top up to continue.", "insufficient_credits")
 
 
 def _over_limit(ctx: KeyContext, month: str) -> GatewayError:
@@ -149,8 +154,8 @@ class _Local:
         self.spent: dict[tuple[int, str], int] = {}
         self.alerted: set[tuple[int, str, int]] = set()
 
-    async def take(self, ctx: KeyContext, amount: int, tokens: int, month: str) -> Reservation:
-        org_id, floor = ctx.org_id, settings.HYPEREAL["MIN_BALANCE_CREDITS"] * MICRO
+    async def take(self, ctx: KeyContext, amount: int, tokens: int, month: str, floor: int) -> Reservation:
+        org_id = ctx.org_id
         loaded = self.balances.get(org_id)
         if loaded is None or time.monotonic() - loaded[0] >= settings.HYPEREAL["BALANCE_CACHE_SECONDS"]:
             loaded = self.balances[org_id] = (time.monotonic(),
@@ -164,7 +169,7 @@ class _Local:
         spendable = loaded[1] - meter.pending_cost(org_id) - self.inflight.get(org_id, 0)
         refusal = None
         if spendable < floor or spendable < amount:
-            refusal = _insufficient()
+            refusal = _insufficient(floor)
         elif ctx.monthly_spend_limit is not None and self.spent[slot] + amount > ctx.monthly_spend_limit:
             refusal = _over_limit(ctx, month)
         if refusal is not None:
@@ -190,16 +195,17 @@ _local = _Local()
 _background: set[asyncio.Task] = set()
 
 
-async def take(ctx: KeyContext, *, amount: int, tokens: int) -> Reservation:
-    """Reserve ``amount`` micro-credits and ``tokens`` for one call, or refuse it with 402/429."""
+async def take(ctx: KeyContext, *, amount: int, tokens: int, floor: int | None = None) -> Reservation:
+    """Reserve ``amount`` micro-credits and ``tokens`` for one call, or refuse it with 402/429. The wallet
+    must hold ``floor`` too (µcr; default: the LLM floor)."""
     month = spend_month()
+    floor = llm_floor() if floor is None else floor
     redis = redis_client()
     if redis is None:
-        return await _local.take(ctx, amount, tokens, month)
+        return await _local.take(ctx, amount, tokens, month, floor)
     limit = -1 if ctx.monthly_spend_limit is None else ctx.monthly_spend_limit
     keys = [spendable_key(ctx.org_id), *ratelimit_keys(ctx.org_id), spend_key(ctx.org_id, ctx.key_id, month)]
-    args = [settings.HYPEREAL["MIN_BALANCE_CREDITS"] * MICRO, amount, -1, ctx.rpm, ctx.tpm, tokens, limit, -1,
-            SPEND_TTL]
+    args = [floor, amount, -1, ctx.rpm, ctx.tpm, tokens, limit, -1, SPEND_TTL]
     while True:
         try:
             outcome, req, tok, req_reset, tok_reset, now, _ = await redis.script(_TAKE, keys, args)
@@ -217,7 +223,7 @@ async def take(ctx: KeyContext, *, amount: int, tokens: int) -> Reservation:
     if outcome == RATE_LIMITED:
         raise _rate_limited(decision)
     if outcome == INSUFFICIENT:
-        raise _insufficient()
+        raise _insufficient(floor)
     if outcome == OVER_LIMIT:
         raise _over_limit(ctx, month)
     return Reservation(ctx, amount, tokens, decision, month)

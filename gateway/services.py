@@ -17,15 +17,19 @@ def provider_upsert(*, name: str, kind: str, base_url: str, api_key: str = "", r
 
 
 @transaction.atomic
-def model_upsert(*, public_id: str, capability: str, prices_per_mtok: dict[str, str],
-                 targets: list[tuple[Provider, str]], aliases: tuple[str, ...] = (),
-                 intents: tuple[str, ...] = (), description: str = "") -> CatalogModel:
-    """Create or replace a model; ``prices_per_mtok`` are decimal credit strings (never floats)."""
+def model_upsert(*, public_id: str, capability: str, targets: list[tuple[Provider, str]],
+                 prices_per_mtok: dict[str, str] | None = None, price_unit: str = CatalogModel.PriceUnit.TOKEN,
+                 unit_price: str = "0", max_units: int | None = None, parameters: dict | None = None,
+                 aliases: tuple[str, ...] = (), intents: tuple[str, ...] = (), description: str = "") -> CatalogModel:
+    """Create or replace a model. Prices are decimal credit strings (never floats): ``prices_per_mtok`` for
+    token-priced models, ``unit_price`` per ``price_unit`` (image, second, clip, request) for the others."""
     model = CatalogModel.objects.filter(public_id=public_id).first() or CatalogModel(public_id=public_id)
     model.capability, model.description, model.enabled = capability, description, True
     model.intents = ",".join(intents)
     for field in ("input", "cached_input", "cache_write", "output"):
-        setattr(model, f"{field}_price", credits_to_micro(prices_per_mtok.get(field, "0")))
+        setattr(model, f"{field}_price", credits_to_micro((prices_per_mtok or {}).get(field, "0")))
+    model.price_unit, model.unit_price, model.max_units = price_unit, credits_to_micro(unit_price), max_units
+    model.parameters = parameters or {}
     model.save()
     model.targets.all().delete()
     FallbackTarget.objects.bulk_create(

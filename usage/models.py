@@ -23,6 +23,10 @@ class RequestLog(models.Model):
     cache_write_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0, help_text="Reasoning included.")
     reasoning_tokens = models.PositiveIntegerField(default=0)
+    unit = models.CharField(max_length=16, blank=True,
+                            help_text="What a call not priced in tokens counts: image, second, clip, request, "
+                                      "character…")
+    units = models.PositiveIntegerField(default=0, help_text="How many of them it was billed for.")
     cost = models.BigIntegerField(default=0, help_text="Micro-credits priced for this call.")
     uncollected = models.BigIntegerField(default=0, help_text="Part of the cost the wallet could not cover.")
     error_type = models.CharField(max_length=64, blank=True)

@@ -35,12 +35,14 @@ class CallRecord:
     error_type: str = ""
     attempts: list[dict] = field(default_factory=list)
     api_key_name: str = ""  # shown in the live request log
+    unit: str = ""  # calls priced per image, second, clip or request: what they counted…
+    units: int = 0  # …and how many
 
 
 # Every RequestLog column but the primary key, in the order call_records_save writes them.
 _LOG_FIELDS = ("organization", "api_key", "request_id", "endpoint", "model", "provider", "upstream_model",
                "status", "latency_ms", "ttft_ms", "input_tokens", "cached_tokens", "cache_write_tokens",
-               "output_tokens", "reasoning_tokens", "cost", "uncollected", "error_type", "stream",
+               "output_tokens", "reasoning_tokens", "unit", "units", "cost", "uncollected", "error_type", "stream",
                "created_at", "attempts")
 
 
@@ -69,7 +71,7 @@ def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, date
     insert_rows(RequestLog, _LOG_FIELDS, [
         (r.organization_id, r.api_key_id, r.request_id, r.endpoint, r.model, r.provider, r.upstream_model,
          r.status, r.latency_ms, r.ttft_ms, r.usage.input, r.usage.cached_read, r.usage.cache_write,
-         r.usage.output, r.usage.reasoning, r.cost, shortfalls.get(f"call:{r.request_id}", 0),
+         r.usage.output, r.usage.reasoning, r.unit, r.units, r.cost, shortfalls.get(f"call:{r.request_id}", 0),
          r.error_type, r.stream, adapt_datetime(r.created_at), adapt_json(r.attempts, encoder))
         for r in fresh
     ])

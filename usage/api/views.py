@@ -71,6 +71,7 @@ def log_output(log: RequestLog, *, detail: bool = False) -> dict:
         "provider": log.provider, "status": log.status, "latencyMs": log.latency_ms, "ttftMs": log.ttft_ms,
         "inputTokens": log.input_tokens, "cachedTokens": log.cached_tokens, "cacheWriteTokens":
         log.cache_write_tokens, "outputTokens": log.output_tokens, "reasoningTokens": log.reasoning_tokens,
+        "unit": log.unit or None, "units": log.units,
         "cost": str(micro_to_credits(log.cost)), "stream": log.stream, "errorType": log.error_type or None,
         "key": {"id": log.api_key_id, "name": log.api_key.name} if log.api_key_id else None,
     }
@@ -121,7 +122,7 @@ class UsageDetailApi(OrgScopedApi):
 
 CSV_COLUMNS = ["created_at", "request_id", "endpoint", "model", "provider", "upstream_model", "status",
                "latency_ms", "ttft_ms", "input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens",
-               "reasoning_tokens", "cost_credits", "stream", "api_key", "error_type"]
+               "reasoning_tokens", "unit", "units", "cost_credits", "stream", "api_key", "error_type"]
 
 
 class _Echo:
@@ -148,7 +149,7 @@ class UsageExportApi(OrgScopedApi):
                     log.created_at.isoformat(), log.request_id, log.endpoint, log.model, log.provider,
                     log.upstream_model, log.status, log.latency_ms, log.ttft_ms or "", log.input_tokens,
                     log.cached_tokens, log.cache_write_tokens, log.output_tokens, log.reasoning_tokens,
-                    micro_to_credits(log.cost), log.stream, log.api_key.name if log.api_key_id else "",
+                    log.unit, log.units, micro_to_credits(log.cost), log.stream, log.api_key.name if log.api_key_id else "",
                     log.error_type])
 
         response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")

@@ -32,12 +32,12 @@ class Command(BaseCommand):
             cursor.execute(f"""
                 INSERT INTO {RequestLog._meta.db_table}
                   (organization_id, request_id, endpoint, model, provider, upstream_model, status, latency_ms,
-                   input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost,
-                   uncollected, error_type, stream, attempts, created_at)
+                   input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, unit, units,
+                   cost, uncollected, error_type, stream, attempts, created_at)
                 SELECT %s, 'req_seed_' || md5(random()::text || g), 'chat.completions',
                        ({models})[1 + g %% 5], 'seed', ({models})[1 + g %% 5],
                        CASE WHEN g %% 50 = 0 THEN 502 WHEN g %% 97 = 0 THEN 429 ELSE 200 END,
-                       50 + (random() * 3000)::int, 100 + g %% 4000, g %% 300, 0, 10 + g %% 900, 0,
+                       50 + (random() * 3000)::int, 100 + g %% 4000, g %% 300, 0, 10 + g %% 900, 0, '', 0,
                        (random() * 200000)::bigint, 0, '', g %% 3 = 0, '[]'::jsonb,
                        now() - (random() * %s * interval '1 day')
                 FROM generate_series(1, %s) AS g""", [organization.pk, days, rows])
