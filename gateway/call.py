@@ -39,7 +39,8 @@ class Call:
             self.ttft_ms = self.elapsed_ms()
 
     def record(self, ctx: KeyContext, *, model: str, status: int, usage: TokenUsage = TokenUsage(), cost: int = 0,
-               provider: str = "", upstream_model: str = "", stream: bool = False, error_type: str = "") -> None:
+               provider: str = "", upstream_model: str = "", stream: bool = False, error_type: str = "",
+               unit: str = "", units: int = 0) -> None:
         """Queue this call's charge and log; a call is recorded once whatever path it ended on."""
         if self.recorded:
             return
@@ -49,7 +50,7 @@ class Call:
             api_key_name=ctx.name, endpoint=self.endpoint,
             model=model, provider=provider, upstream_model=upstream_model, status=status,
             latency_ms=self.elapsed_ms(), usage=usage, cost=cost, created_at=self.created_at, stream=stream,
-            ttft_ms=self.ttft_ms, error_type=error_type, attempts=self.attempts,
+            ttft_ms=self.ttft_ms, error_type=error_type, attempts=self.attempts, unit=unit, units=units,
         ))
 
     async def send_openai_error(self, send: Send, err: GatewayError) -> None:

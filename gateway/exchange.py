@@ -10,7 +10,6 @@ What differs per format is asked of the client's and the target's WireFormat (ga
 
 import asyncio
 import contextlib
-import random
 import time
 from dataclasses import dataclass, replace
 
@@ -24,17 +23,16 @@ from gateway.auth import KeyContext
 from gateway.call import Call
 from gateway.catalog import Route, Target
 from gateway.errors import GatewayError, invalid_request
+from gateway.fallback import targets_walk
 from gateway.formats import upstream_format
-from gateway.formats.base import ClientRequest, WireFormat, load_json
+from gateway.formats.base import ClientRequest, WireFormat
 from gateway.formats.chat import chat_output_chars
 from gateway.formats.common import TranslationError
-from gateway.health import health
 from gateway.http import SSE_HEADERS, Send, encode_headers, send_json
 from gateway.sse import SSEParser
 from gateway.upstream import UpstreamFailure, UpstreamResponse
 
 CHARS_PER_TOKEN = 4  # estimates, used only where an exact count cannot exist
-RETRYABLE_STATUS = {408, 409, 429}
 # What a translator raises on a request it cannot read or express; the client gets a 400.
 UNTRANSLATABLE = (TranslationError, KeyError, TypeError, AttributeError, ValueError)
 
@@ -116,42 +114,7 @@ class Exchange:
     # --- upstream, with fallback ---------------------------------------------------------------------
 
     async def _open(self) -> Opened:
-        targets = await health.usable(self.route.targets)
-        if not targets:
-            wait = max(1, int(health.cooling_until(self.route.targets) - time.time()))
-            raise GatewayError(503, "upstream_unavailable", "Every upstream for this model is cooling down after "
-                               f"repeated failures; retry in {wait} s.", headers={"retry-after": str(wait)})
-        failure = UpstreamFailure("unavailable")
-        backoff = settings.HYPEREAL["RETRY_BACKOFF_MS"] / 1000
-        for target in targets:
-            for attempt in range(2):  # one retry per target
-                if attempt:
-                    pause = backoff * random.uniform(0.5, 1.5)
-                    if time.perf_counter() + pause >= self.deadline:
-                        break
-                    await asyncio.sleep(pause)
-                started = time.perf_counter()
-                try:
-                    opened = await self._attempt(target)
-                except UpstreamFailure as exc:
-                    self._attempted(target, exc.status, started, exc.kind)
-                    await health.failed(target)
-                    failure = exc
-                    continue
-                except GatewayError as err:  # a client error: the upstream is healthy, the request is not
-                    self._attempted(target, err.status, started, err.type)
-                    await health.succeeded(target)
-                    raise
-                self._attempted(target, 200, started)
-                await health.succeeded(target)
-                return opened
-            backoff *= 2
-        raise failure.to_gateway_error()
-
-    def _attempted(self, target: Target, status: int | None, started: float, error: str = "") -> None:
-        self.call.attempts.append({"provider": target.provider, "upstream_model": target.upstream_model,
-                                   "status": status, "latency_ms": int((time.perf_counter() - started) * 1000),
-                                   **({"error": error} if error else {})})
+        return await targets_walk(self.call, self.route.targets, self._attempt, deadline=self.deadline)
 
     def _chat_request(self) -> dict:
         """The request as OpenAI chat, for upstreams of another format (computed once)."""
@@ -185,10 +148,8 @@ class Exchange:
         try:
             if response.status >= 400 or not stream:
                 raw = await response.read()
-                if response.status in RETRYABLE_STATUS or response.status >= 500:
-                    raise UpstreamFailure("status", response.status, f"answered {response.status}")
                 if response.status >= 400:
-                    raise upstream.status_error(response.status, load_json(raw))
+                    raise upstream.answer_refused(response.status, raw)
                 data = fmt.read_answer(raw, response.content_type)
                 if not isinstance(data, dict):
                     raise UpstreamFailure("status", 502, "answered with invalid JSON")

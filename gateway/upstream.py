@@ -6,6 +6,7 @@ at ~0.13 and ~0.07 ms; on a one-core budget of 1 ms per call, that is the differ
 """
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 import aiohttp
@@ -92,8 +93,18 @@ async def close() -> None:
         _session = None
 
 
-def status_error(status: int, payload: object) -> GatewayError:
-    """An upstream's answer to a bad request, passed on with its status and message (any wire format)."""
+RETRYABLE_STATUS = {408, 409, 429}
+
+
+def answer_refused(status: int, raw: bytes) -> Exception:
+    """What an upstream's error answer means for the call: a failure the next target might not have
+    (408/409/429, 5xx), or the client's own error, passed on with its status and message."""
+    if status in RETRYABLE_STATUS or status >= 500:
+        return UpstreamFailure("status", status, f"answered {status}")
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        payload = None
     upstream = payload.get("error") if isinstance(payload, dict) else None
     message = (upstream.get("message") if isinstance(upstream, dict) else None) or f"Upstream answered {status}."
     err_type = (upstream.get("type") or upstream.get("status") if isinstance(upstream, dict) else None) \
