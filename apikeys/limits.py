@@ -7,6 +7,8 @@ Lua that reads and moves it, which the gateway's admission script includes.
 
 from datetime import UTC, datetime
 
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 SPEND_TTL = 40 * 24 * 3600  # a month's counter outlives its month
@@ -34,3 +36,19 @@ def spend_month(when: datetime | None = None) -> str:
 
 def spend_key(org_id: int, key_id: int, month: str) -> str:
     return f"hypereal:spend:{{{org_id}}}:{key_id}:{month}"
+
+
+_MOVE = KEY_SPEND_LUA + "return key_spend_move(KEYS[1], ARGV[1])"
+
+
+def _move(key: str, delta: int) -> None:
+    import redis
+
+    with redis.Redis.from_url(settings.REDIS_URL) as client:
+        client.eval(_MOVE, 1, key, delta)
+
+
+def key_spend_adjust_on_commit(*, org_id: int, key_id: int, month: str, delta: int) -> None:
+    """Move a key's counter once the caller's transaction commits (a job's hold, settled for less)."""
+    if delta and settings.REDIS_URL:  # the embedded gateway keeps its own view, re-read on restart
+        transaction.on_commit(lambda: _move(spend_key(org_id, key_id, month), delta))

@@ -152,9 +152,10 @@ def usage_charges_apply(charges: list[UsageCharge]) -> dict[str, int]:
 
 
 @transaction.atomic
-def hold_create(*, organization_id: int, amount: int, idempotency_key: str, expires_at,
-                reference: str = "") -> Hold:
-    """Set ``amount`` aside for a long job (all or nothing); a retry with the same key returns the same hold."""
+def hold_create(*, organization_id: int, amount: int, idempotency_key: str, expires_at, reference: str = "",
+                counted: bool = False) -> Hold:
+    """Set ``amount`` aside for a long job (all or nothing); a retry with the same key returns the same hold.
+    ``counted``: the gateway's spendable counter already took it (the submit's reservation became the hold)."""
     if amount <= 0:
         raise ValueError("A hold must be positive.")
     if existing := Hold.objects.filter(idempotency_key=idempotency_key).first():
@@ -162,7 +163,8 @@ def hold_create(*, organization_id: int, amount: int, idempotency_key: str, expi
     wallet_id = Wallet.objects.values_list("pk", flat=True).get(organization_id=organization_id)
     hold = Hold.objects.create(wallet_id=wallet_id, amount=amount, idempotency_key=idempotency_key,
                                reference=reference, expires_at=expires_at)
-    ledger_post([Movement(organization_id, -amount, LedgerEntry.Kind.HOLD, f"hold:{hold.pk}", reference)])
+    ledger_post([Movement(organization_id, -amount, LedgerEntry.Kind.HOLD, f"hold:{hold.pk}", reference,
+                          counted=counted)])
     return hold
 
 

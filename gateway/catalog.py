@@ -23,6 +23,12 @@ class Target:
     connect_timeout: float
     read_timeout: float
     responses: bool = False  # also speaks the OpenAI Responses API
+    provider_id: int = 0
+
+
+# Where each capability's models are called (a model asked for at another one's endpoint is sent there).
+CAPABILITY_ENDPOINTS = {"chat": "/v1/chat/completions", "image": "/v1/images/generations",
+                        "audio": "/v1/audio/generations", "video": "/v1/videos/generate", "gpu": "/v1/gpu/{model}"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,13 @@ class Route:
         """The wire format the model is made for (its primary target's): Anthropic models live on /messages."""
         return self.targets[0].kind
 
+    @property
+    def endpoint(self) -> str:
+        """Where clients call the model: Anthropic models at /messages, the others at their capability's."""
+        if self.capability == "chat" and self.family == "anthropic":
+            return "/v1/messages"
+        return CAPABILITY_ENDPOINTS[self.capability].format(model=self.public_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
@@ -58,7 +71,11 @@ class Catalog:
         if not name or not isinstance(name, str):
             raise invalid_request("Missing required parameter: `model`.", code="missing_model")
         route = self.by_name.get(name)
-        if route is None or route.capability != capability:
+        if route is not None and route.capability != capability:
+            article = "an" if route.capability[0] in "aeiou" else "a"
+            raise invalid_request(f"`{name}` is {article} {route.capability} model: call it at {route.endpoint}.",
+                                  code="wrong_endpoint_for_model")
+        if route is None:
             available = [r.public_id for r in self.routes if r.capability == capability]
             raise invalid_request(f"Unknown model `{name}`.", code="model_not_found", available_models=available)
         return route
@@ -77,7 +94,7 @@ def catalog_load() -> Catalog:
                    api_key=t.provider.api_key, upstream_model=t.upstream_model,
                    connect_timeout=t.provider.connect_timeout or conf["UPSTREAM_CONNECT_TIMEOUT"],
                    read_timeout=t.provider.read_timeout or conf["UPSTREAM_READ_TIMEOUT"],
-                   responses=t.provider.supports_responses)
+                   responses=t.provider.supports_responses, provider_id=t.provider.pk)
             for t in model.targets.all() if t.provider.enabled
         )
         if not targets:

@@ -64,7 +64,7 @@ async def _serve(endpoint: str, fmt: WireFormat, scope: Scope, receive: Receive,
         request.headers = {name.decode(): value for name in fmt.forwarded_headers
                            if (value := header(scope, name))}
         model_id = request.model if isinstance(request.model, str) else ""
-        route = await choose_route(await catalog(), request, capability="chat")
+        route = await choose_route(await catalog(), model=request.model, intent=request.intent, capability="chat")
         fmt.admit(route)
         model_id = route.public_id
         reservation = await quota.take(ctx, amount=_worst_case_cost(route, request, len(raw)),

@@ -1,5 +1,7 @@
 """Read-only model-API endpoints: the model list, the wallet balance and the calling key."""
 
+from collections.abc import Callable
+
 from apikeys.selectors import api_keys_month_spend
 from billing.money import micro_to_json
 from billing.selectors import wallet_balance
@@ -24,9 +26,7 @@ async def list_models(scope: Scope, receive: Receive, send: Send) -> None:
         return await call.send_openai_error(send, err)
     data = [{"id": r.public_id, "object": "model", "created": 0, "owned_by": "hypereal",
              "capability": r.capability, "endpoints": _endpoints(r), "aliases": list(r.aliases),
-             "pricing": {"unit": "credits per million tokens", "input": micro_to_json(r.prices.input),
-                         "cached_input": micro_to_json(r.prices.cached_input),
-                         "cache_write": micro_to_json(r.prices.cache_write), "output": micro_to_json(r.prices.output)}}
+             "pricing": _pricing(r), **({"parameters": r.parameters} if r.parameters else {})}
             for r in (await catalog()).routes]
     await send_json(send, 200, {"object": "list", "data": data}, {"x-request-id": call.request_id})
 
@@ -36,11 +36,27 @@ CHAT_ENDPOINTS = (("/v1/chat/completions", CHAT), ("/v1/responses", RESPONSES), 
                   ("/v1/gemini", GEMINI))
 
 
+# The endpoints of the capabilities served above the gateway, by capability (route → paths): filled by the app
+# that routes them (gpu), which the gateway cannot import. A capability not listed shows its main endpoint.
+MODEL_ENDPOINTS: dict[str, Callable[[Route], list[str]]] = {}
+
+
 def _endpoints(route: Route) -> list[str]:
-    """Where a model can be called: every chat endpoint whose format admits it."""
-    if route.capability != "chat":
-        return []
-    return [path for path, fmt in CHAT_ENDPOINTS if fmt.admits(route)]
+    """Where a model can be called: every chat endpoint whose format admits it, or its capability's own."""
+    if route.capability == "chat":
+        return [path for path, fmt in CHAT_ENDPOINTS if fmt.admits(route)]
+    listed = MODEL_ENDPOINTS.get(route.capability)
+    return listed(route) if listed else [route.endpoint]
+
+
+def _pricing(route: Route) -> dict:
+    """Credits per million tokens, or per unit (tier prices of media models are in their ``parameters``)."""
+    if route.unit_price is not None:
+        return {"unit": f"credits per {route.price_unit}", "price": micro_to_json(route.unit_price.amount)}
+    prices = route.prices
+    return {"unit": "credits per million tokens", "input": micro_to_json(prices.input),
+            "cached_input": micro_to_json(prices.cached_input), "cache_write": micro_to_json(prices.cache_write),
+            "output": micro_to_json(prices.output)}
 
 
 async def credits(scope: Scope, receive: Receive, send: Send) -> None:

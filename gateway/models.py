@@ -11,6 +11,7 @@ class Provider(models.Model):
         ANTHROPIC = "anthropic", "Anthropic"
         GEMINI = "gemini", "Gemini"
         FAL = "fal", "fal queue"
+        FISH = "fish", "Fish Audio"
 
     name = models.SlugField(max_length=80, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OPENAI)

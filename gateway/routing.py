@@ -2,12 +2,11 @@
 
 from gateway.catalog import Catalog, Route
 from gateway.errors import invalid_request
-from gateway.formats.base import ClientRequest
 from gateway.health import health
 
 
-async def choose_route(catalog: Catalog, request: ClientRequest, *, capability: str) -> Route:
-    model, intent = request.model, request.intent
+async def choose_route(catalog: Catalog, *, model: object, intent: object, capability: str) -> Route:
+    """``model`` and ``intent`` as the client sent them (anything: they are checked here)."""
     if model or not intent:
         return catalog.resolve(model, capability=capability)
     candidates = [r for r in catalog.by_intent.get(intent, ()) if r.capability == capability] \

@@ -3,12 +3,13 @@ from django.apps import AppConfig
 
 class GpuConfig(AppConfig):
     name = "gpu"
-    verbose_name = "GPU jobs and storage"
+    verbose_name = "Jobs and storage"
 
     def ready(self) -> None:
         # The model API is served ahead of Django (hypereal.asgi): these join the gateway's route table.
         from gateway.app import route_add, route_add_pattern
         from gpu import files_api as api
+        from gpu import jobs_api
 
         file = r"(?:/api)?/v1/storage/(?P<file_id>[^/]+)"
         route_add("/storage", {"GET": api.files_list, "POST": api.file_upload})
@@ -17,6 +18,26 @@ class GpuConfig(AppConfig):
         route_add_pattern(file + "/content", {"GET": api.file_content})
         route_add_pattern(file + "/complete", {"POST": api.upload_complete})
         route_add_pattern(file + "/upload", {"PUT": api.upload_receive})
+        job, video = r"(?:/api)?/v1/jobs/(?P<job_id>job_[^/]+)", r"(?:/api)?/v1/videos/(?P<job_id>job_[^/]+)"
+        route_add("/videos/generate", {"POST": jobs_api.videos_generate})
+        route_add("/videos", {"POST": jobs_api.videos_create})
+        route_add_pattern(video, {"GET": jobs_api.video_retrieve})
+        route_add_pattern(video + "/content", {"GET": jobs_api.video_content})
+        route_add_pattern(job, {"GET": jobs_api.job_retrieve})
+        route_add_pattern(job + "/content", {"GET": jobs_api.job_content})
+        route_add_pattern(job + "/cancel", {"POST": jobs_api.job_cancel})
+        route_add_pattern(r"(?:/api)?/v1/jobs/callbacks/(?P<token>[^/]+)", {"POST": jobs_api.job_callback})
         # Anything else under /storage answers a JSON 404 rather than falling through to Django's HTML one.
         route_add_pattern(r"(?:/api)?/v1/storage/.*",
                           dict.fromkeys(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"), api.unknown_path))
+        # Images and audio; /v1/models lists where each of their models is called.
+        from gateway.info import MODEL_ENDPOINTS
+        from gpu import media
+
+        route_add("/images/generations", {"POST": media.images_generations})
+        route_add("/images/generate", {"POST": media.images_generations})
+        route_add("/images/edits", {"POST": media.images_edits})
+        route_add("/audio/generations", {"POST": media.audio_generations})
+        route_add("/audio/speech", {"POST": media.audio_speech})
+        route_add("/audio/transcriptions", {"POST": media.audio_transcriptions})
+        MODEL_ENDPOINTS.update(image=media.image_endpoints, audio=media.audio_endpoints)

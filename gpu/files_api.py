@@ -2,22 +2,18 @@
 
 Authenticated with the caller's ck_ key and scoped to its organization: another organization's file answers
 404, exactly like an unknown id. Hypereal-signed URLs (downloads, and uploads on a local filesystem) work
-without a key. Errors come in OpenAI's shape with x-request-id. Pure ORM reads run on run_db's pool; whatever
-moves object bytes or talks to the store runs on this module's own pool, so that a long upload never holds
-one of the threads the hot path's ORM calls wait for.
+without a key. Errors come in OpenAI's shape with x-request-id. Whatever moves object bytes or talks to the
+store runs off the event loop on the gpu app's own pool (gpu.work).
 """
 
-import asyncio
 import functools
 import logging
 import mimetypes
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from urllib.parse import parse_qs
 
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils.http import content_disposition_header
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
@@ -50,25 +46,15 @@ from gpu.storage import (
     stored_files_list,
     url_signature_valid,
 )
+from gpu.work import off_loop
 
 log = logging.getLogger(__name__)
-_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpu-storage")
 FIELD_MAX_BYTES = 1024  # a text field of the form (kind, filename)
 FORM_OVERHEAD_BYTES = 64 * 1024  # what a form carries besides the file, for the early Content-Length check
 LIST_LIMIT, LIST_LIMIT_MAX = 20, 100
 # The API parameter each storage field is called by (StorageRefusal.field), per request shape.
 FORM_PARAMS = {"content_type": "file", "size": "file", "content": "file"}
 UPLOAD_PARAMS = {"content_type": "contentType", "size": "bytes", "content": "contentType"}
-
-
-def _fresh(fn: Callable, /, *args, **kwargs):
-    close_old_connections()  # like run_db: drop connections that died or outlived CONN_MAX_AGE
-    return fn(*args, **kwargs)
-
-
-async def _off_loop(fn: Callable, /, *args, **kwargs):
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_pool, functools.partial(_fresh, fn, *args, **kwargs))
 
 
 def _endpoint(params: dict[str, str] | None = None):
@@ -159,9 +145,9 @@ async def _body_feed(receive: Receive, feed: Callable[[bytes], None], spool: Spo
             raise GatewayError(499, "client_disconnected", "The client went away.")
         feed(message.get("body", b""))
         if spool.pending_bytes >= CHUNK_BYTES:
-            await _off_loop(spool.flush)
+            await off_loop(spool.flush)
         more = message.get("more_body", False)
-    await _off_loop(spool.flush)
+    await off_loop(spool.flush)
 
 
 class _Form:
@@ -255,7 +241,7 @@ async def _form_read(scope: Scope, receive: Receive) -> _Form:
         if not form.ended:
             raise invalid_request("The multipart body ended before its closing boundary.", code="invalid_multipart")
     except BaseException:
-        await _off_loop(form.spool.close)
+        await off_loop(form.spool.close)
         raise
     return form
 
@@ -277,9 +263,9 @@ async def file_upload(call: Call, scope: Scope, receive: Receive, send: Send) ->
     ctx = await authenticate(scope)
     form = await _form_read(scope, receive)
     try:
-        answer = await _off_loop(_form_save, ctx, form)
+        answer = await off_loop(_form_save, ctx, form)
     finally:
-        await _off_loop(form.spool.close)
+        await off_loop(form.spool.close)
     await send_json(send, 201, answer, call.headers)
 
 
@@ -302,7 +288,7 @@ async def files_list(call: Call, scope: Scope, receive: Receive, send: Send) -> 
     if not limit.isdigit() or not 1 <= int(limit) <= LIST_LIMIT_MAX:
         raise invalid_request(f"`limit` must be between 1 and {LIST_LIMIT_MAX}.", code="invalid_limit",
                               param="limit")
-    answer = await _off_loop(_list, ctx.org_id, kind, query.get("after") or None, int(limit))
+    answer = await off_loop(_list, ctx.org_id, kind, query.get("after") or None, int(limit))
     await send_json(send, 200, answer, call.headers)
 
 
@@ -314,7 +300,7 @@ def _retrieve(organization_id: int, file_id: str) -> dict:
 async def file_retrieve(call: Call, scope: Scope, receive: Receive, send: Send, file_id: str) -> None:
     """GET /storage/{id}: the file with a fresh download URL."""
     ctx = await authenticate(scope)
-    await send_json(send, 200, await _off_loop(_retrieve, ctx.org_id, file_id), call.headers)
+    await send_json(send, 200, await off_loop(_retrieve, ctx.org_id, file_id), call.headers)
 
 
 def _delete(organization_id: int, file_id: str) -> dict:
@@ -327,7 +313,7 @@ def _delete(organization_id: int, file_id: str) -> dict:
 async def file_delete(call: Call, scope: Scope, receive: Receive, send: Send, file_id: str) -> None:
     """DELETE /storage/{id}: the object and its row (a pending upload too)."""
     ctx = await authenticate(scope)
-    await send_json(send, 200, await _off_loop(_delete, ctx.org_id, file_id), call.headers)
+    await send_json(send, 200, await off_loop(_delete, ctx.org_id, file_id), call.headers)
 
 
 @_endpoint()
@@ -345,21 +331,21 @@ async def file_content(call: Call, scope: Scope, receive: Receive, send: Send, f
         raise GatewayError(409, "invalid_request_error", "This upload has not been completed yet.",
                            "upload_incomplete")
     if downloads_redirect():
-        url, _ = await _off_loop(stored_file_url, file)
+        url, _ = await off_loop(stored_file_url, file)
         await send({"type": "http.response.start", "status": 302,
                     "headers": encode_headers({**call.headers, "location": url, "content-length": "0"})})
         return await send({"type": "http.response.body", "body": b""})
-    stream = await _off_loop(stored_file_open, file)
+    stream = await off_loop(stored_file_open, file)
     try:
         await send({"type": "http.response.start", "status": 200, "headers": encode_headers({
             **call.headers, "content-type": file.content_type, "content-length": str(file.size),
             "content-disposition": content_disposition_header(True, file.filename),
             "x-content-type-options": "nosniff", "cache-control": "private, no-store"})})
-        while chunk := await _off_loop(stream.read, CHUNK_BYTES):
+        while chunk := await off_loop(stream.read, CHUNK_BYTES):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     finally:
-        await _off_loop(stream.close)
+        await off_loop(stream.close)
 
 
 def _text_field(body: dict, name: str) -> str:
@@ -388,7 +374,7 @@ async def upload_create(call: Call, scope: Scope, receive: Receive, send: Send) 
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise invalid_request("`bytes` must be the file's size: a whole number of bytes.", code="invalid_type",
                               param="bytes")
-    answer = await _off_loop(_upload_start, ctx, kind=kind, filename=filename, content_type=content_type, size=size)
+    answer = await off_loop(_upload_start, ctx, kind=kind, filename=filename, content_type=content_type, size=size)
     await send_json(send, 201, answer, call.headers)
 
 
@@ -404,9 +390,9 @@ async def upload_receive(call: Call, scope: Scope, receive: Receive, send: Send,
     spool = Spool(limit=file.size)
     try:
         await _body_feed(receive, spool.feed, spool)
-        await _off_loop(stored_file_upload_receive, file=file, spool=spool)
+        await off_loop(stored_file_upload_receive, file=file, spool=spool)
     finally:
-        await _off_loop(spool.close)
+        await off_loop(spool.close)
     await send_json(send, 200, {"id": file.public_id, "object": "upload", "bytes": spool.size,
                                 "sha256": spool.sha256}, call.headers)
 
@@ -420,7 +406,7 @@ def _complete(organization_id: int, file_id: str) -> dict:
 async def upload_complete(call: Call, scope: Scope, receive: Receive, send: Send, file_id: str) -> None:
     """POST /storage/{id}/complete: check the uploaded object and make the file available."""
     ctx = await authenticate(scope)
-    await send_json(send, 200, await _off_loop(_complete, ctx.org_id, file_id), call.headers)
+    await send_json(send, 200, await off_loop(_complete, ctx.org_id, file_id), call.headers)
 
 
 @_endpoint()

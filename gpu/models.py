@@ -46,3 +46,110 @@ class StoredFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} ({self.filename})"
+
+
+def _job_id() -> str:
+    return "job_" + secrets.token_hex(12)
+
+
+def _callback_token() -> str:
+    return secrets.token_urlsafe(24)  # the path a provider's webhook for this job is accepted on
+
+
+class Job(models.Model):
+    """One long-running piece of work (a video, a GPU run): the row is the truth, the poller its clock.
+
+    The exact target that took the job (provider, upstream model, the provider's job id and URLs) is kept,
+    so every poll, download and cancel goes where the job is, never to a re-resolved target. Money moves
+    exactly once: a hold at submit, then one settlement, under a compare-and-swap on ``status``.
+    """
+
+    class Kind(models.TextChoices):
+        VIDEO = "video", "Video"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        TIMED_OUT = "timed_out", "Timed out"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    public_id = models.CharField(max_length=40, unique=True, default=_job_id, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="jobs")
+    api_key = models.ForeignKey("apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="jobs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    model = models.CharField(max_length=120, help_text="The public model id the job was asked of.")
+    endpoint = models.CharField(max_length=64, help_text="How it was asked: videos.generate, videos, …")
+    request_id = models.CharField(max_length=64, unique=True, help_text="Its request log row.")
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True,
+                                       help_text="The client's: a retried submit returns this job.")
+    provider = models.ForeignKey("gateway.Provider", on_delete=models.PROTECT, related_name="jobs")
+    upstream_model = models.CharField(max_length=200)
+    upstream_id = models.CharField(max_length=200, blank=True, help_text="The provider's id of the job.")
+    upstream_urls = models.JSONField(default=dict, blank=True, help_text="The provider's own status/result URLs.")
+    callback_token = models.CharField(max_length=64, unique=True, default=_callback_token, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    input = models.JSONField(default=dict, help_text="What was asked, inline media replaced by their size.")
+    output = models.JSONField(default=dict, blank=True, help_text="Stored files and what the provider reported.")
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    # The price when it was submitted: what it settles at, whatever the catalog says later.
+    price_unit = models.CharField(max_length=16)
+    unit_price = models.BigIntegerField(help_text="Micro-credits per unit.")
+    units = models.PositiveIntegerField(help_text="Units held for: the requested seconds, or 1 clip.")
+    hold = models.OneToOneField("billing.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="job")
+    charged = models.BigIntegerField(null=True, blank=True, help_text="Micro-credits settled; empty until it ends.")
+    spend_month = models.CharField(max_length=7, help_text="The key's month its hold counts against (YYYY-MM).")
+    webhook_url = models.URLField(max_length=500, blank=True)
+    # The poller's bookkeeping: when to ask next, how it has gone, and who holds the job meanwhile.
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    polls = models.PositiveIntegerField(default=0)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    error_streak = models.PositiveSmallIntegerField(default=0, help_text="Failed polls in a row.")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease = models.PositiveIntegerField(default=0, help_text="Claim generation: only its holder writes progress.")
+    deadline_at = models.DateTimeField()
+    queued_ms = models.PositiveIntegerField(null=True, blank=True)
+    exec_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "idempotency_key"], name="job_idempotency",
+                                               condition=models.Q(idempotency_key__isnull=False))]
+        indexes = [
+            models.Index(fields=["next_poll_at"], name="job_due", condition=models.Q(status__in=["queued", "running"])),
+            models.Index(fields=["organization", "-created_at"], name="job_org_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.model} {self.status}"
+
+    @property
+    def active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class JobEvent(models.Model):
+    """A job's timeline: submitted, started, each provider webhook, polls that failed, the end."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32)
+    detail = models.JSONField(default=dict, blank=True)
+    dedupe_key = models.CharField(max_length=200, null=True, blank=True,
+                                  help_text="A provider webhook's own id: a redelivery is recorded once.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "dedupe_key"], name="job_event_once",
+                                               condition=models.Q(dedupe_key__isnull=False))]
+        indexes = [models.Index(fields=["job", "created_at"], name="job_event_time")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.kind}"

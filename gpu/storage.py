@@ -73,6 +73,11 @@ SIGNATURES: dict[str, Callable[[bytes], bool]] = {
 }
 
 
+def media_type_of(head: bytes) -> str | None:
+    """The image type the first bytes of a file say it is (None: not an image we know)."""
+    return next((kind for kind, matches in SIGNATURES.items() if kind.startswith("image/") and matches(head)), None)
+
+
 class StorageRefusal(Exception):
     """A file or request the storage refuses. ``field`` says what was wrong (kind, content_type, size,
     content, after) so that each API names its own parameter; ``status`` is the HTTP status it answers."""

@@ -134,6 +134,8 @@ CELERY_BEAT_SCHEDULE = {
     "webhook-deliveries": {"task": "orgs.tasks.webhook_deliveries_retry", "schedule": 30},
     "webhook-deliveries-retention": {"task": "orgs.tasks.webhook_deliveries_retention", "schedule": 6 * 3600},
     "stored-files-expire": {"task": "gpu.tasks.stored_files_expire", "schedule": 3600},
+    # Long-running jobs (videos, GPU runs): each sweep polls whatever is due, a claimed batch at a time.
+    "jobs-poll": {"task": "gpu.tasks.jobs_poll", "schedule": 5},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Operators who get alerts such as a ledger out of balance: comma-separated emails.
@@ -222,6 +224,13 @@ HYPEREAL = {
     "COOLDOWN_FAILURES": env_int("HYPEREAL_COOLDOWN_FAILURES", 3),
     "COOLDOWN_SECONDS": env_int("HYPEREAL_COOLDOWN_SECONDS", 30),
     "LOG_RETENTION_DAYS": env_int("HYPEREAL_LOG_RETENTION_DAYS", 90),
+    # Images and audio: the largest media body (uploads, data URLs) and media file fetched from a client's
+    # URL; and whether those URLs may be plain http or reach private and loopback addresses (tests, dev).
+    "MEDIA_MAX_BYTES": env_int("HYPEREAL_MEDIA_MAX_BYTES", 20 * 1024 * 1024),
+    "MEDIA_FETCH_ALLOW_LOCAL": env_bool("HYPEREAL_MEDIA_FETCH_ALLOW_LOCAL", False),
+    # Jobs: how long a submit may hold its connection for the result, and when a job is given up.
+    "JOB_WAIT_SECONDS": float(os.environ.get("HYPEREAL_JOB_WAIT_SECONDS", "240")),
+    "JOB_DEADLINE_SECONDS": env_int("HYPEREAL_JOB_DEADLINE_SECONDS", 3600),
 }
 
 

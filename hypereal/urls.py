@@ -18,5 +18,6 @@ urlpatterns = [
     path("", include("apikeys.urls")),
     path("", include("billing.urls")),
     path("", include("usage.urls")),
+    path("", include("gpu.urls")),
     path("accounts/", include("allauth.urls")),
 ]

@@ -26,6 +26,7 @@ class AuditAction(models.TextChoices):
     WEBHOOK_UPDATE = "webhook.update", "Webhook changed"
     WEBHOOK_DELETE = "webhook.delete", "Webhook deleted"
     WEBHOOK_ROTATE_SECRET = "webhook.rotate_secret", "Webhook secret rotated"
+    WEBHOOK_REQUEST_SECRET = "webhook.request_secret", "Request-webhook signing secret issued"
     API_KEY_CREATE = "api_key.create", "API key created"
     API_KEY_UPDATE = "api_key.update", "API key changed"
     API_KEY_REVOKE = "api_key.revoke", "API key revoked"
@@ -44,6 +45,9 @@ class WebhookEvent(models.TextChoices):
                                             "spending limit.")
     BILLING_CREDITS_ADDED = "billing.credits_added", "Credits were added to the wallet: a top-up paid, a dispute won."
     BILLING_CREDITS_REMOVED = "billing.credits_removed", "Credits were taken back: a refund, a dispute opened."
+    JOB_STARTED = "job.started", "A long-running job (a video, a GPU run) started running."
+    JOB_COMPLETED = "job.completed", "A job finished: its outputs are stored and its credits settled."
+    JOB_FAILED = "job.failed", "A job failed, timed out or was cancelled: its hold was released."
     WEBHOOK_TEST = "webhook.test", "Sent on request to one webhook, whatever it subscribes to."
 
 

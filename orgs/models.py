@@ -178,15 +178,20 @@ class Webhook(models.Model):
     """An endpoint an organization subscribes to events; every delivery is signed with its secret."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhooks")
-    url = models.URLField(max_length=500)
+    url = models.URLField(max_length=500, blank=True, help_text="Empty for the request webhook.")
     secret_encrypted = models.TextField(editable=False)
     events = models.JSONField(default=list, help_text="Event types delivered here (orgs.events.WebhookEvent).")
     enabled = models.BooleanField(default=True)
+    for_requests = models.BooleanField(
+        default=False, help_text="The organization's request webhook: it subscribes to nothing, and signs the "
+                                 "events sent to the webhookUrl a request names.")
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         indexes = [models.Index(fields=["organization", "-created_at"], name="webhook_org_time")]
+        constraints = [models.UniqueConstraint(fields=["organization"], condition=models.Q(for_requests=True),
+                                               name="webhook_one_request_webhook")]
 
     def __str__(self) -> str:
         return self.url
@@ -209,6 +214,8 @@ class WebhookDelivery(models.Model):
         FAILED = "failed", "Failed"
 
     webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    url = models.URLField(max_length=500, blank=True,
+                          help_text="Where it goes when not to its webhook's URL: a request's webhookUrl.")
     event_id = models.CharField(max_length=40, help_text="Shared by every webhook the event goes to.")
     event_type = models.CharField(max_length=64, choices=WebhookEvent.choices)
     payload = models.JSONField()

@@ -10,7 +10,8 @@ from orgs.api.base import membership_for
 from orgs.models import Membership
 from orgs.roles import role_has_scope
 
-NAV = [("usage", "/usage", "Usage", "usage:read"), ("keys", "/keys", "API keys", "keys:read"),
+NAV = [("usage", "/usage", "Usage", "usage:read"), ("jobs", "/jobs", "Jobs", "usage:read"),
+       ("keys", "/keys", "API keys", "keys:read"),
        ("billing", "/billing", "Billing", "billing:read"), ("settings", "/settings", "Organization", "org:read"),
        ("audit", "/audit", "Audit log", "audit:read")]
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/orgs/<int:org_id>/audit-log", api.AuditLogApi.as_view()),
     path("api/orgs/<int:org_id>/sso", api.SSOConnectionApi.as_view()),
     path("api/orgs/<int:org_id>/webhooks", api.WebhookListApi.as_view()),
+    path("api/orgs/<int:org_id>/webhooks/request-secret", api.WebhookRequestSecretApi.as_view()),
     path("api/orgs/<int:org_id>/webhooks/<int:webhook_id>", api.WebhookDetailApi.as_view()),
     path("api/orgs/<int:org_id>/webhooks/<int:webhook_id>/rotate-secret", api.WebhookSecretRotateApi.as_view()),
     path("api/orgs/<int:org_id>/webhooks/<int:webhook_id>/deliveries", api.WebhookDeliveryListApi.as_view()),

@@ -51,7 +51,8 @@ def _public_state(webhook: Webhook) -> dict:
     return {"url": webhook.url, "events": webhook.events, "enabled": webhook.enabled}
 
 
-def _url_clean(url: str) -> str:
+def webhook_url_clean(url: str) -> str:
+    """``url`` if Hypereal may send events there (also for a request's webhookUrl), else OrgRuleError 400."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OrgRuleError("A webhook URL must be an http(s) address.", 400)
@@ -90,7 +91,7 @@ def webhook_create(*, organization: Organization, url: str, events: list[str], a
                    ip: str | None = None) -> tuple[Webhook, str]:
     """Returns the webhook and its signing secret, shown this once (it is stored encrypted)."""
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    webhook = Webhook(organization=organization, url=_url_clean(url), events=_events_clean(events),
+    webhook = Webhook(organization=organization, url=webhook_url_clean(url), events=_events_clean(events),
                       created_by=actor)
     webhook.secret = secret
     webhook.save()
@@ -105,7 +106,7 @@ def webhook_update(*, webhook: Webhook, changes: dict, actor: User, ip: str | No
     webhook = Webhook.objects.select_for_update(of=("self",)).select_related("created_by").get(pk=webhook.pk)
     before = _public_state(webhook)
     if "url" in changes:
-        webhook.url = _url_clean(changes["url"])
+        webhook.url = webhook_url_clean(changes["url"])
     if "events" in changes:
         webhook.events = _events_clean(changes["events"])
     if "enabled" in changes:
@@ -143,18 +144,19 @@ def _event_id(type: WebhookEvent, idempotency_key: str | None) -> str:
     return "evt_" + hashlib.sha256(f"{type}:{idempotency_key}".encode()).hexdigest()[:24]
 
 
-def _deliveries_record(*, webhooks: list[Webhook], organization: Organization, type: WebhookEvent, data: dict,
-                       event_id: str) -> list[WebhookDelivery]:
-    """One delivery per webhook that does not have this event yet, sent once the transaction commits."""
+def _deliveries_record(*, targets: list[tuple[Webhook, str]], organization: Organization, type: WebhookEvent,
+                       data: dict, event_id: str) -> list[WebhookDelivery]:
+    """One delivery per (webhook, URL override) that does not have this event yet, sent once the transaction
+    commits."""
     now = timezone.now()
     payload = {"id": event_id, "type": type, "created": int(now.timestamp()),
                "organization": {"id": organization.pk, "slug": organization.slug}, "data": data}
-    recorded = set(WebhookDelivery.objects.filter(webhook__in=webhooks, event_id=event_id)
+    recorded = set(WebhookDelivery.objects.filter(webhook__in=[w for w, _ in targets], event_id=event_id)
                    .values_list("webhook_id", flat=True))
     deliveries = WebhookDelivery.objects.bulk_create([
-        WebhookDelivery(webhook=webhook, event_id=event_id, event_type=type, payload=payload,
+        WebhookDelivery(webhook=webhook, url=url, event_id=event_id, event_type=type, payload=payload,
                         next_attempt_at=now)
-        for webhook in webhooks if webhook.pk not in recorded])
+        for webhook, url in targets if webhook.pk not in recorded])
     if ids := [delivery.pk for delivery in deliveries]:
         transaction.on_commit(lambda: _deliveries_queue(ids), robust=True)
     return deliveries
@@ -169,8 +171,10 @@ def _deliveries_queue(delivery_ids: list[int]) -> None:
 
 
 def webhook_event_emit(*, organization: Organization, type: WebhookEvent, data: dict,
-                       idempotency_key: str | None = None) -> list[WebhookDelivery]:
-    """Record the event for each enabled webhook of the organization subscribed to ``type``.
+                       idempotency_key: str | None = None, extra_url: str = "") -> list[WebhookDelivery]:
+    """Record the event for each enabled webhook of the organization subscribed to ``type``, and for
+    ``extra_url`` (a request's own webhookUrl, checked when the request named it), signed with the
+    organization's request-webhook secret.
 
     Written in the caller's transaction (an action rolled back announces nothing) and sent after it
     commits. Never raises: the action has happened, and an event that cannot be recorded is logged
@@ -181,14 +185,40 @@ def webhook_event_emit(*, organization: Organization, type: WebhookEvent, data: 
         raise TypeError(f"Webhook events are orgs.events.WebhookEvent members, not {type!r}.")
     try:
         with transaction.atomic():  # a savepoint: a failure here leaves the caller's transaction usable
-            webhooks = [w for w in organization.webhooks.filter(enabled=True) if type in w.events]
-            if not webhooks:
+            targets = [(w, "") for w in organization.webhooks.filter(enabled=True, for_requests=False)
+                       if type in w.events]
+            if extra_url:
+                targets.append((_request_webhook(organization), extra_url))
+            if not targets:
                 return []
-            return _deliveries_record(webhooks=webhooks, organization=organization, type=type, data=data,
+            return _deliveries_record(targets=targets, organization=organization, type=type, data=data,
                                       event_id=_event_id(type, idempotency_key))
     except Exception:
         log.exception("webhook event %s of organization %s could not be recorded", type, organization.pk)
         return []
+
+
+def _request_webhook(organization: Organization) -> Webhook:
+    """The organization's request webhook, made (with a secret no one has seen yet) the first time a request
+    names a webhookUrl; webhook_request_secret_issue shows a member a secret for it."""
+    webhook = organization.webhooks.filter(for_requests=True).first()
+    if webhook is None:
+        webhook = Webhook(organization=organization, for_requests=True)
+        webhook.secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        webhook.save()
+    return webhook
+
+
+@transaction.atomic
+def webhook_request_secret_issue(*, organization: Organization, actor: User, ip: str | None = None) -> str:
+    """A new signing secret for the events sent to requests' webhookUrls, shown this once (stored encrypted)."""
+    webhook = _request_webhook(organization)
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    webhook.secret = secret
+    webhook.save(update_fields=["secret_encrypted"])
+    audit_record(organization=organization, action=AuditAction.WEBHOOK_REQUEST_SECRET, target=webhook,
+                 actor=actor, ip=ip)
+    return secret
 
 
 @transaction.atomic
@@ -196,7 +226,8 @@ def webhook_test_send(*, webhook: Webhook) -> WebhookDelivery:
     """Queue a webhook.test event to this webhook alone."""
     if not webhook.enabled:
         raise OrgRuleError("The webhook is disabled; enable it to send a test event.", 409)
-    [delivery] = _deliveries_record(webhooks=[webhook], organization=webhook.organization, type=WebhookEvent.WEBHOOK_TEST,
+    [delivery] = _deliveries_record(targets=[(webhook, "")], organization=webhook.organization,
+                                    type=WebhookEvent.WEBHOOK_TEST,
                                     data={"webhook": {"id": webhook.pk, "url": webhook.url}},
                                     event_id=_event_id(WebhookEvent.WEBHOOK_TEST, None))
     return delivery
@@ -210,7 +241,7 @@ def _post(webhook: Webhook, delivery: WebhookDelivery) -> int:
                "Hypereal-Signature": signature}
     # Redirects are not followed (a 3xx is a failed attempt); the answer's body is never read.
     with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as http, \
-            http.stream("POST", webhook.url, content=body, headers=headers) as response:
+            http.stream("POST", delivery.url or webhook.url, content=body, headers=headers) as response:
         return response.status_code
 
 
@@ -229,7 +260,7 @@ def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
     webhook, status_code, error = delivery.webhook, None, ""
     if not webhook.enabled:
         error = "The webhook was disabled before this event was sent."
-    elif refused := _unreachable_by_policy(urlsplit(webhook.url).hostname or ""):
+    elif refused := _unreachable_by_policy(urlsplit(delivery.url or webhook.url).hostname or ""):
         error = f"Refused: {refused}."
     else:
         try:

@@ -21,6 +21,7 @@ from sim.text import count_tokens
 IMAGE_TOKENS = 272  # what gpt-image-1 bills for a low-quality 1024×1024 image, in or out
 SIZES = {
     "gpt-image": ("1024x1024", "1536x1024", "1024x1536", "auto"),
+    "gpt-image-2": ("1024x1024", "1536x1024", "1024x1536", "2048x2048", "4096x4096", "auto"),  # 2K/4K square
     "dall-e-3": ("1024x1024", "1792x1024", "1024x1792"),
     "dall-e-2": ("256x256", "512x512", "1024x1024"),
 }
@@ -49,6 +50,8 @@ def edit(body: dict, ctx: Context) -> Json:
 
 
 def _family(model: str) -> str:
+    if model in SIZES:
+        return model
     return "gpt-image" if model.startswith("gpt-image") else model
 
 
@@ -56,7 +59,7 @@ def _answer(body: dict, ctx: Context, inputs: list[tuple[int, int]]) -> Json:
     prompt, n = body.get("prompt"), int(body.get("n") or 1)
     model = str(body.get("model") or ("gpt-image-1" if inputs else "dall-e-2"))
     family = _family(model)
-    gpt = family == "gpt-image"
+    gpt = family.startswith("gpt-image")
     if not isinstance(prompt, str) or not prompt:
         raise SimError(
             400, "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"

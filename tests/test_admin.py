@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 PAGES = ["orgs_user", "orgs_organization", "orgs_membership", "orgs_auditevent", "orgs_webhook",
          "orgs_webhookdelivery", "billing_wallet", "billing_ledgerentry", "billing_hold", "billing_paymentevent",
          "apikeys_budgetalert", "apikeys_apikey", "gateway_provider", "gateway_catalogmodel",
-         "gateway_fallbacktarget", "usage_requestlog"]
+         "gateway_fallbacktarget", "usage_requestlog", "gpu_job", "gpu_storedfile"]
 
 
 @pytest.fixture

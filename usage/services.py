@@ -37,6 +37,7 @@ class CallRecord:
     api_key_name: str = ""  # shown in the live request log
     unit: str = ""  # calls priced per image, second, clip or request: what they counted…
     units: int = 0  # …and how many
+    prepaid: bool = False  # charged already (a job's hold, settled): logged, not charged again
 
 
 # Every RequestLog column but the primary key, in the order call_records_save writes them.
@@ -63,7 +64,7 @@ def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, date
     shortfalls = usage_charges_apply([
         UsageCharge(organization_id=r.organization_id, amount=r.cost, idempotency_key=f"call:{r.request_id}",
                     reference=r.request_id)
-        for r in fresh if r.cost > 0
+        for r in fresh if r.cost > 0 and not r.prepaid
     ])
     # The adapters Django's own INSERT would apply (created_at as Django stores it, attempts as JSON).
     adapt_datetime, adapt_json = connection.ops.adapt_datetimefield_value, connection.ops.adapt_json_value

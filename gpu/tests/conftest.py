@@ -9,13 +9,18 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import (  # noqa: F401  (committed_db and make_account are fixtures used here)
+from tests.conftest import (  # noqa: F401  (the suite's live-server fixtures, used here too)
     ROOT,
+    celery_worker,
     committed_db,
+    demo_catalog,
     free_port,
-    gateway_env,
+    gateway_url,
     make_account,
-    start_process,
+    redis_client,
+    sim_url,
+    smtp_inbox,
+    start_gateway,
     stop_process,
     wait_until_healthy,
 )
@@ -26,15 +31,8 @@ S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "test
 
 
 def storage_gateway_start(**settings: str) -> tuple[str, subprocess.Popen]:
-    """A gateway whose HYPEREAL_PUBLIC_URL is its own address (signed URLs are absolute), which
-    tests.conftest.start_gateway cannot set since it picks the port itself."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process([sys.executable, "-m", "uvicorn", "hypereal.asgi:application", "--host", "127.0.0.1",
-                          "--port", str(port), "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
-                         f"{url}/health", env={**gateway_env(), "HYPEREAL_PUBLIC_URL": url,
-                                               "HYPEREAL_STORAGE_INPUT_MAX_BYTES": str(INPUT_MAX_BYTES), **settings})
-    return url, proc
+    """A gateway with a small input limit, so that over-limit bodies stay small too."""
+    return start_gateway(HYPEREAL_STORAGE_INPUT_MAX_BYTES=str(INPUT_MAX_BYTES), **settings)
 
 
 @dataclass

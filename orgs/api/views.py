@@ -26,6 +26,7 @@ from orgs.sso import sso_configure, sso_delete, sso_urls
 from orgs.webhooks import (
     webhook_create,
     webhook_delete,
+    webhook_request_secret_issue,
     webhook_secret_rotate,
     webhook_test_send,
     webhook_update,
@@ -291,7 +292,8 @@ class WebhookApi(OrgScopedApi):
     model = Webhook
 
     def safely_get_queryset(self, queryset):
-        return queryset.select_related("created_by", "organization").order_by("-created_at")
+        return (queryset.filter(for_requests=False).select_related("created_by", "organization")
+                .order_by("-created_at"))
 
     def _webhook(self, webhook_id) -> Webhook:
         return self.get_object(pk=webhook_id)
@@ -354,3 +356,15 @@ class WebhookTestApi(WebhookApi):
     def post(self, request, org_id, webhook_id):
         delivery = webhook_test_send(webhook=self._webhook(webhook_id))
         return Response(delivery_output(delivery), status=status.HTTP_202_ACCEPTED)
+
+
+class WebhookRequestSecretApi(OrgScopedApi):
+    """POST → a new signing secret for the events Hypereal sends to a request's own webhookUrl (jobs),
+    shown this once; deliveries from now on are signed with it."""
+
+    scope_map = {"POST": "webhooks:write"}
+
+    def post(self, request, org_id):
+        secret = webhook_request_secret_issue(organization=self.organization, actor=request.user,
+                                              ip=client_ip(request))
+        return Response({"secret": secret}, status=status.HTTP_201_CREATED)

@@ -22,12 +22,13 @@ from apikeys.services import api_key_create, api_key_update, budget_alert_send
 from billing.models import TopUp
 from billing.tests.test_stripe import checkout, deliver, event, paid, stripe_api  # noqa: F401 (a fixture)
 from hypereal.celery import app as celery_app
+from orgs.events import WebhookEvent
 from orgs.models import AuditEvent, Webhook, WebhookDelivery
 from orgs.roles import ADMIN, API_KEY_SCOPES, OWNER
 from orgs.tasks import webhook_deliveries_retry
 from orgs.tests.test_api import ROLES_AND_OUTSIDER, as_role, expect
 from orgs.webhooks import (RETRY_DELAYS, webhook_create, webhook_deliveries_due, webhook_deliveries_prune,
-                           webhook_delivery_attempt)
+                           webhook_delivery_attempt, webhook_event_emit, webhook_request_secret_issue)
 from tests.conftest import free_port
 from tests.factories import org_with_member
 
@@ -182,6 +183,35 @@ def test_rotate_webhook_secret(role):
         assert resp.json()["secret"] != secret and webhook.secret == resp.json()["secret"]
     else:
         assert webhook.secret == secret
+
+
+@pytest.mark.parametrize("role", ROLES_AND_OUTSIDER)
+def test_issue_the_request_webhook_secret(role):
+    client, org, _ = as_role(role)
+    first = client.post(f"/api/orgs/{org.pk}/webhooks/request-secret")
+    assert first.status_code == expect(role, {OWNER, ADMIN}, 201)
+    if first.status_code == 201:
+        again = client.post(f"/api/orgs/{org.pk}/webhooks/request-secret")
+        assert first.json()["secret"].startswith("whsec_") and again.json()["secret"] != first.json()["secret"]
+        assert Webhook.objects.get(organization=org, for_requests=True).secret == again.json()["secret"]
+        assert client.get(f"/api/orgs/{org.pk}/webhooks").json()["data"] == [], "it is no subscription"
+        assert AuditEvent.objects.filter(organization=org, action="webhook.request_secret").count() == 2
+
+
+def test_an_event_for_a_requests_own_url_is_signed_with_the_request_secret(
+        receiver, eager_tasks, django_capture_on_commit_callbacks):
+    org, owner = org_with_member(OWNER)
+    _, subscription_secret = subscribe(org, receiver.url, events=["job.completed"])
+    secret = webhook_request_secret_issue(organization=org, actor=owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        webhook_event_emit(organization=org, type=WebhookEvent.JOB_COMPLETED, data={"job": {"id": "job_1"}},
+                           idempotency_key="job_1:done", extra_url=receiver.url + "/job_1")
+    by_path = {request["path"]: request for request in receiver.requests}
+    assert set(by_path) == {"/hooks", "/hooks/job_1"}, "the subscription and the request's own URL"
+    assert verified(by_path["/hooks/job_1"], secret)["data"] == {"job": {"id": "job_1"}}
+    assert verified(by_path["/hooks"], subscription_secret)["id"] == verified(by_path["/hooks/job_1"], secret)["id"]
+    delivery = WebhookDelivery.objects.get(url=receiver.url + "/job_1")
+    assert delivery.webhook.for_requests and delivery.status == "delivered"
 
 
 @pytest.mark.parametrize("role", ROLES_AND_OUTSIDER)
