@@ -19,14 +19,19 @@ run: install
 	$(UV) run python -m hypereal.devrun
 
 # What the suite's real parts need beyond Python: Debian's xmlsec1 (the SAML IdP signs with it) and
-# chromium (Playwright drives it for the page tests), and node's oidc-provider (the OpenID Provider),
-# pinned by tests/oidc_provider/package-lock.json.
-test-deps: tests/oidc_provider/node_modules/.package-lock.json
+# chromium (Playwright drives it for the page tests), node's oidc-provider (the OpenID Provider), pinned by
+# tests/oidc_provider/package-lock.json, and the real clients the client tests drive (Claude Code, Codex CLI,
+# Gemini CLI, the Vercel AI SDK), pinned by tests/clients/package-lock.json.
+test-deps: tests/oidc_provider/node_modules/.package-lock.json tests/clients/node_modules/.package-lock.json
 	@command -v xmlsec1 >/dev/null && command -v chromium >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq xmlsec1 chromium; }
 
 tests/oidc_provider/node_modules/.package-lock.json: tests/oidc_provider/package-lock.json
 	cd tests/oidc_provider && npm ci --no-audit --no-fund --silent
+
+# The AI SDK declares node >= 22 yet runs on Debian's node 20 (npm only warns; tests/test_wire_formats.py proves it).
+tests/clients/node_modules/.package-lock.json: tests/clients/package-lock.json
+	cd tests/clients && npm ci --no-audit --no-fund --silent
 
 test: install test-deps
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \

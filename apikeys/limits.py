@@ -1,26 +1,27 @@
 """Each key's month-to-date spend as every gateway process sees it: one Redis counter per key and month.
 
-spend = what the key's written calls cost this month + what its served calls not yet written cost +
-its reservations in flight. The counter is seeded from ``KeyMonthSpend``; apikeys owns its key and the
-Lua that reads and moves it, which the gateway's admission script includes.
+spend = what the key's written calls cost this month + what its answered calls not yet written cost +
+its reservations in flight. apikeys owns the counter's key and the Lua that reads and moves it, which the
+gateway's scripts include; gateway.quota rebuilds a missing counter from ``key_spend_snapshot`` plus the
+calls not yet written and the reservations still open.
 """
 
 from datetime import UTC, datetime
 
-from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from apikeys.models import KeyMonthSpend
+from billing.selectors import charges_written, ledger_snapshot
+from billing.spendable import counters_move_on_commit
+
 SPEND_TTL = 40 * 24 * 3600  # a month's counter outlives its month
-# key_spend answers the month-to-date spend, seeding a missing counter from ``seed`` (false when the
-# seed is unknown, -1: the caller reads the database and asks again); key_spend_move moves it.
-KEY_SPEND_LUA = """
-local function key_spend(key, seed, ttl)
-  if redis.call('EXISTS', key) == 0 then
-    if tonumber(seed) < 0 then return false end
-    redis.call('SET', key, seed, 'EX', ttl)
-  end
-  return tonumber(redis.call('GET', key))
+SPEND_PREFIX = "hypereal:spend:"
+# key_spend answers the month-to-date spend, or false when the counter must be rebuilt first.
+KEY_SPEND_LUA = f"""
+local function spend_key_of(org, slot) return '{SPEND_PREFIX}{{' .. org .. '}}:' .. slot end
+local function key_spend(key)
+  local value = redis.call('GET', key)
+  return value and tonumber(value)
 end
 local function key_spend_move(key, delta)
   if redis.call('EXISTS', key) == 1 then return redis.call('INCRBY', key, delta) end
@@ -34,21 +35,28 @@ def spend_month(when: datetime | None = None) -> str:
     return (when or timezone.now()).astimezone(UTC).strftime("%Y-%m")
 
 
+def spend_slot(key_id: int, month: str) -> str:
+    """A key's month, as reservations and journaled calls name it."""
+    return f"{key_id}:{month}"
+
+
 def spend_key(org_id: int, key_id: int, month: str) -> str:
-    return f"hypereal:spend:{{{org_id}}}:{key_id}:{month}"
+    return f"{SPEND_PREFIX}{{{org_id}}}:{spend_slot(key_id, month)}"
 
 
-_MOVE = KEY_SPEND_LUA + "return key_spend_move(KEYS[1], ARGV[1])"
-
-
-def _move(key: str, delta: int) -> None:
-    import redis
-
-    with redis.Redis.from_url(settings.REDIS_URL) as client:
-        client.eval(_MOVE, 1, key, delta)
+def key_spend_snapshot(*, slots: list[tuple[int, str]], charge_keys: list[str]) -> tuple[dict, set[str]]:
+    """(key, month) → written spend, and which of ``charge_keys`` are in the ledger, as of one moment: a call
+    whose charge is written is in its key's spend, one whose charge is not is still to come."""
+    with ledger_snapshot():
+        spent = {(key_id, month): 0 for key_id, month in slots}
+        for key_id, month, amount in KeyMonthSpend.objects.filter(
+                key_id__in={key_id for key_id, _ in slots}, month__in={month for _, month in slots}
+        ).values_list("key_id", "month", "amount"):
+            if (key_id, month) in spent:
+                spent[key_id, month] = amount
+        return spent, charges_written(charge_keys)
 
 
 def key_spend_adjust_on_commit(*, org_id: int, key_id: int, month: str, delta: int) -> None:
     """Move a key's counter once the caller's transaction commits (a job's hold, settled for less)."""
-    if delta and settings.REDIS_URL:  # the embedded gateway keeps its own view, re-read on restart
-        transaction.on_commit(lambda: _move(spend_key(org_id, key_id, month), delta))
+    counters_move_on_commit({org_id: {spend_key(org_id, key_id, month): delta}})

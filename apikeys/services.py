@@ -106,8 +106,17 @@ def budget_alert_recipients(key: ApiKey) -> list[str]:
     return sorted(emails)
 
 
+BUDGET_THRESHOLDS = (80, 100)
+
+
 def budget_alert_send(*, key_id: int, month: str, threshold: int) -> bool:
-    """Send the 80 % heads-up or the 100 % hard-cap email once per key and month; False if already sent."""
+    """Send the 80 % heads-up or the 100 % hard-cap email once per key and month; False if already sent.
+
+    A lower threshold still owed is sent first, so that one call taking a key past both never has the
+    100 % email arrive before the 80 % one, however its alerts were queued.
+    """
+    for lower in (t for t in BUDGET_THRESHOLDS if t < threshold):
+        budget_alert_send(key_id=key_id, month=month, threshold=lower)
     with transaction.atomic():
         key = ApiKey.objects.select_for_update(of=("self",)).select_related("organization", "created_by").get(pk=key_id)
         _, created = BudgetAlert.objects.get_or_create(key=key, month=month, threshold=threshold)

@@ -446,6 +446,8 @@ class Bench:
                     "-m",
                     "uvicorn",
                     "hypereal.asgi:application",
+                    "--http",
+                    "gateway.server:GatewayHttp",
                     "--host",
                     "127.0.0.1",
                     "--port",

@@ -20,3 +20,16 @@ def encrypt(plaintext: str) -> str:
 
 def decrypt(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode() if token else ""
+
+
+class Encrypted:
+    """A model attribute kept encrypted in another field: ``api_key = Encrypted("api_key_encrypted")``."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else decrypt(getattr(obj, self.field))
+
+    def __set__(self, obj, value: str) -> None:
+        setattr(obj, self.field, encrypt(value))

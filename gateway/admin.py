@@ -1,3 +1,4 @@
+import re
 import time
 from datetime import UTC, datetime
 
@@ -6,7 +7,7 @@ from django.contrib import admin
 
 from billing.money import micro_to_credits
 from gateway.health import health_snapshot, target_cooldown_clear, target_cooldown_set
-from gateway.models import CatalogModel, FallbackTarget, ModelAlias, Provider
+from gateway.models import AliasRule, CatalogModel, FallbackTarget, ModelAlias, Provider
 
 
 class ProviderForm(forms.ModelForm):
@@ -62,7 +63,7 @@ class CatalogModelAdmin(admin.ModelAdmin):
          "unit for models priced per image, second, clip or request",
          {"fields": ("price_unit", "input_price", "cached_input_price", "cache_write_price", "output_price",
                      "unit_price", "max_units")}),
-        ("What the model accepts", {"fields": ("parameters",)}),
+        ("What the model accepts", {"fields": ("parameters", "context_window", "max_output_tokens")}),
     )
 
     @admin.display(description="Input (credits/MTok)", ordering="input_price")
@@ -72,6 +73,48 @@ class CatalogModelAdmin(admin.ModelAdmin):
     @admin.display(description="Output (credits/MTok)", ordering="output_price")
     def output_credits(self, obj):
         return micro_to_credits(obj.output_price)
+
+
+GROUP_REFERENCE = re.compile(r"\\(\d+)|\\g<(\w+)>")  # \1 and \g<name> in a regex rule's target
+
+
+def _missing_groups(pattern: re.Pattern, target: str) -> list[str]:
+    groups = {str(n) for n in range(pattern.groups + 1)} | set(pattern.groupindex)
+    return [ref for number, name in GROUP_REFERENCE.findall(target) if (ref := number or name) not in groups]
+
+
+class AliasRuleForm(forms.ModelForm):
+    class Meta:
+        model = AliasRule
+        fields = ("kind", "pattern", "target", "position", "enabled", "description")
+
+    def clean(self):
+        data = super().clean()
+        kind, pattern, target = data.get("kind"), data.get("pattern"), data.get("target") or ""
+        if kind == AliasRule.Kind.REGEX and pattern:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                self.add_error("pattern", f"Not a regular expression: {exc}")
+                return data
+            if missing := _missing_groups(compiled, target):
+                self.add_error("target", f"The pattern has no group {', '.join(missing)}.")
+        elif target and not (CatalogModel.objects.filter(public_id=target).exists()
+                             or ModelAlias.objects.filter(alias=target).exists()):
+            self.add_error("target", "No model or alias has this id.")
+        return data
+
+
+@admin.register(AliasRule)
+class AliasRuleAdmin(admin.ModelAdmin):
+    """Rules for ids that are neither a model nor an alias; a catalog load keeps the edits made here."""
+
+    form = AliasRuleForm
+    list_display = ("position", "kind", "pattern", "target", "enabled", "description")
+    list_display_links = ("pattern",)
+    list_editable = ("position", "enabled")
+    list_filter = ("kind", "enabled")
+    search_fields = ("pattern", "target", "description")
 
 
 @admin.register(FallbackTarget)

@@ -1,7 +1,9 @@
 """An immutable in-process snapshot of the catalog, swapped whole on refresh (never queried per call)."""
 
 import asyncio
+import difflib
 import logging
+import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -42,6 +44,8 @@ class Route:
     price_unit: str = "token"
     unit_price: UnitPrice | None = None  # models priced per image, second, clip or request
     parameters: dict = field(default_factory=dict)  # what the model accepts (durations, sizes…)
+    context_window: int | None = None
+    max_output_tokens: int | None = None
 
     @property
     def blended_price(self) -> int:
@@ -62,27 +66,82 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class Rule:
+    """An alias rule (gateway.models.AliasRule): what an unknown id matching it resolves to."""
+
+    kind: str  # exact, prefix or regex
+    pattern: str
+    target: str
+    regex: re.Pattern[str] | None = None
+
+    def apply(self, name: str) -> str | None:
+        if self.kind == "exact":
+            return self.target if name == self.pattern else None
+        if self.kind == "prefix":
+            return self.target if name.startswith(self.pattern) else None
+        match = self.regex.fullmatch(name) if self.regex else None
+        try:
+            return match.expand(self.target) if match else None
+        except (re.error, IndexError):  # a target naming a group the pattern lacks: no match
+            return None
+
+
+RULE_HOPS = 3  # a rule's result may match another rule (dated id → family → current model), this many times
+RESOLVED_MEMO_SIZE = 4096  # ids resolved by rules, kept per snapshot; bounded, since clients choose the ids
+
+
+@dataclass(frozen=True, slots=True)
 class Catalog:
     routes: tuple[Route, ...]
     by_name: dict[str, Route]  # public ids and aliases
     by_intent: dict[str, tuple[Route, ...]]  # cheapest first
+    rules: tuple[Rule, ...] = ()
+    _by_rule: dict[str, Route | None] = field(default_factory=dict, repr=False, compare=False)  # memo
 
     def resolve(self, name: object, *, capability: str) -> Route:
         if not name or not isinstance(name, str):
             raise invalid_request("Missing required parameter: `model`.", code="missing_model")
-        route = self.by_name.get(name)
+        route = self.by_name.get(name) or self.by_rule(name)
         if route is not None and route.capability != capability:
             article = "an" if route.capability[0] in "aeiou" else "a"
             raise invalid_request(f"`{name}` is {article} {route.capability} model: call it at {route.endpoint}.",
                                   code="wrong_endpoint_for_model")
         if route is None:
             available = [r.public_id for r in self.routes if r.capability == capability]
-            raise invalid_request(f"Unknown model `{name}`.", code="model_not_found", available_models=available)
+            suggestions = self.closest(name, capability=capability)
+            hint = f" Did you mean {' or '.join(f'`{s}`' for s in suggestions)}?" if suggestions else ""
+            raise invalid_request(f"Unknown model `{name}`.{hint} GET /v1/models lists every model.",
+                                  code="model_not_found", suggestions=suggestions, available_models=available)
         return route
+
+    def by_rule(self, name: str) -> Route | None:
+        """The route the alias rules give an id that is neither a model nor an alias (None: no rule does)."""
+        if not self.rules:
+            return None
+        if name in self._by_rule:
+            return self._by_rule[name]
+        route, current = None, name
+        for _ in range(RULE_HOPS):
+            current = next((found for rule in self.rules if (found := rule.apply(current)) is not None), None)
+            if current is None:
+                break
+            if (route := self.by_name.get(current)) is not None:
+                break
+        if len(self._by_rule) >= RESOLVED_MEMO_SIZE:
+            self._by_rule.clear()
+        self._by_rule[name] = route
+        return route
+
+    def closest(self, name: str, *, capability: str, limit: int = 3) -> list[str]:
+        """The catalog ids nearest to a mistyped or unknown one (an alias suggests the model it names)."""
+        names = {alias: route.public_id for alias, route in self.by_name.items() if route.capability == capability}
+        found = difflib.get_close_matches(name.lower(), [n.lower() for n in names], n=limit * 2, cutoff=0.6)
+        by_lower = {n.lower(): public_id for n, public_id in names.items()}
+        return list(dict.fromkeys(by_lower[n] for n in found))[:limit]
 
 
 def catalog_load() -> Catalog:
-    from gateway.models import CatalogModel
+    from gateway.models import AliasRule, CatalogModel
 
     conf = settings.HYPEREAL
     routes = []
@@ -107,7 +166,8 @@ def catalog_load() -> Catalog:
                             intents=tuple(i.strip() for i in model.intents.split(",") if i.strip()),
                             price_unit=model.price_unit,
                             unit_price=UnitPrice(model.unit_price, model.max_units) if by_unit else None,
-                            parameters=model.parameters or {}))
+                            parameters=model.parameters or {}, context_window=model.context_window,
+                            max_output_tokens=model.max_output_tokens))
     by_name = {alias: r for r in routes for alias in r.aliases}
     by_name.update({r.public_id: r for r in routes})
     by_intent: dict[str, list[Route]] = {}
@@ -115,7 +175,18 @@ def catalog_load() -> Catalog:
         for intent in route.intents:
             by_intent.setdefault(intent, []).append(route)
     return Catalog(routes=tuple(routes), by_name=by_name,
-                   by_intent={intent: tuple(rs) for intent, rs in by_intent.items()})
+                   by_intent={intent: tuple(rs) for intent, rs in by_intent.items()},
+                   rules=tuple(rule for row in AliasRule.objects.filter(enabled=True) if (rule := _rule(row))))
+
+
+def _rule(row) -> Rule | None:
+    if row.kind != "regex":
+        return Rule(row.kind, row.pattern, row.target)
+    try:
+        return Rule(row.kind, row.pattern, row.target, re.compile(row.pattern))
+    except re.error:  # admin refuses these; one written around it is skipped, not fatal
+        log.warning("alias rule %s has an invalid pattern %r: skipped", row.pk, row.pattern)
+        return None
 
 
 _current: Catalog | None = None

@@ -96,10 +96,15 @@ class Exchange:
         return self._priced_cost
 
     def _record(self) -> None:
+        if self.call.recorded:
+            return
         if self.status != 200 and (self.produced or self.status == 499):
             # The stream broke before its final usage (Anthropic's first usage says 1 output token, Gemini's
-            # counts may lag): bill at least what was produced, estimated from what was sent.
+            # counts may lag): bill at least what was produced, estimated from what was sent — never more
+            # than the output cap allowed, which the reservation covers.
             produced = -(-self.produced // CHARS_PER_TOKEN)
+            if self.call.output_cap is not None:
+                produced = min(produced, self.call.output_cap)
             if self.usage is None:
                 self.usage = TokenUsage(input=self.body_size // CHARS_PER_TOKEN, output=produced)
             else:
@@ -141,8 +146,11 @@ class Exchange:
         fmt = upstream_format(target, self.client_format)
         native = fmt is self.client_format
         stream = self.request.stream
-        url, headers, body = fmt.build_request(target, self._upstream_body(fmt, native), stream=stream,
-                                               cache=self.request.cache, client_headers=self.request.headers)
+        body = self._upstream_body(fmt, native)
+        if self.call.output_cap is not None:  # what the reservation pays for
+            body = fmt.cap_output(body, self.call.output_cap)
+        url, headers, body = fmt.build_request(target, body, stream=stream, cache=self.request.cache,
+                                               client_headers=self.request.headers)
         response = await upstream.post(url, body, headers, connect_timeout=min(target.connect_timeout, remaining),
                                        read_timeout=min(target.read_timeout, remaining))
         try:
@@ -174,6 +182,8 @@ class Exchange:
             answer = client.answer_from_chat(opened.format.chat_from_answer(data, model), model)
         cost = self._cost(self.usage)
         client.stamp_answer(answer, self.usage, micro_to_json(cost))
+        self._record()
+        await self.call.durable()  # an answer is sent only once its charge would survive a crash
         self.answered = True
         await send_json(self.send, 200, answer,
                         {**self.call.headers, "x-hypereal-credits": format(micro_to_credits(cost), "f")})
@@ -207,6 +217,8 @@ class Exchange:
             if self._ping is not None:
                 with contextlib.suppress(Exception):
                     await self._ping
+        self._record()
+        await self.call.durable()  # the stream ends only once its charge would survive a crash
         self.answered = True
         await self.send({"type": "http.response.body", "body": b""})
 

@@ -36,14 +36,40 @@ async def read_body(receive: Receive, *, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+MAX_JSON_DEPTH = 64  # deeper than any API's request needs; translation and logging walk what is accepted
+
+
 def parse_json_object(raw: bytes) -> dict:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # nested past the parser's own limit
+        raise _too_deep() from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth(body) > MAX_JSON_DEPTH:
+        raise _too_deep()
     if not isinstance(body, dict):
         raise invalid_request("The request body must be a JSON object.", code="invalid_json")
     return body
+
+
+def _too_deep() -> GatewayError:
+    return invalid_request(f"The request body nests deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json")
+
+
+def _depth(value: object) -> int:
+    """How deep ``value``'s arrays and objects nest (iteratively: a deep body must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def encode_headers(extra: dict[str, str]) -> list[tuple[bytes, bytes]]:

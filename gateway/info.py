@@ -2,13 +2,11 @@
 
 from collections.abc import Callable
 
-from apikeys.selectors import api_keys_month_spend
 from billing.money import micro_to_json
-from billing.selectors import wallet_balance
+from gateway import quota
 from gateway.auth import authenticate
 from gateway.call import Call
 from gateway.catalog import Route, catalog
-from gateway.db import run_db
 from gateway.errors import GatewayError
 from gateway.formats.anthropic import ANTHROPIC
 from gateway.formats.chat import CHAT
@@ -24,11 +22,17 @@ async def list_models(scope: Scope, receive: Receive, send: Send) -> None:
         await authenticate(scope)
     except GatewayError as err:
         return await call.send_openai_error(send, err)
-    data = [{"id": r.public_id, "object": "model", "created": 0, "owned_by": "hypereal",
-             "capability": r.capability, "endpoints": _endpoints(r), "aliases": list(r.aliases),
-             "pricing": _pricing(r), **({"parameters": r.parameters} if r.parameters else {})}
-            for r in (await catalog()).routes]
+    data = [model_entry(r) for r in (await catalog()).routes]
     await send_json(send, 200, {"object": "list", "data": data}, {"x-request-id": call.request_id})
+
+
+def model_entry(route: Route) -> dict:
+    """A model as `GET /v1/models` lists it; the /models page shows the same entries."""
+    limits = {"context_window": route.context_window, "max_output_tokens": route.max_output_tokens}
+    return {"id": route.public_id, "object": "model", "created": 0, "owned_by": "hypereal",
+            "capability": route.capability, "endpoints": _endpoints(route), "aliases": list(route.aliases),
+            "pricing": _pricing(route), **({"parameters": route.parameters} if route.parameters else {}),
+            **{name: value for name, value in limits.items() if value is not None}}
 
 
 # The chat endpoints, each with the wire format its clients speak.
@@ -63,10 +67,10 @@ async def credits(scope: Scope, receive: Receive, send: Send) -> None:
     call = Call(endpoint="credits")
     try:
         ctx = await authenticate(scope)
+        await meter.flush()  # this process's calls are in the database too, for whoever reads it next
+        balance = await quota.balance(ctx.org_id)  # read your own charges, whichever process served them
     except GatewayError as err:
         return await call.send_openai_error(send, err)
-    await meter.flush()  # read your own writes: calls this process served are charged first
-    balance = await run_db(wallet_balance, organization_id=ctx.org_id)
     await send_json(send, 200, {"object": "credits", "balance": micro_to_json(balance), "currency": "credits"},
                     {"x-request-id": call.request_id})
 
@@ -75,10 +79,10 @@ async def current_key(scope: Scope, receive: Receive, send: Send) -> None:
     call = Call(endpoint="key")
     try:
         ctx = await authenticate(scope)
+        await meter.flush()
+        spend = await quota.month_spend(ctx)
     except GatewayError as err:
         return await call.send_openai_error(send, err)
-    await meter.flush()
-    spend = (await run_db(api_keys_month_spend, key_ids=[ctx.key_id]))[ctx.key_id]
     limit = ctx.monthly_spend_limit
     await send_json(send, 200, {
         "object": "api_key",

@@ -25,6 +25,8 @@ class Provider(models.Model):
     connect_timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty = the default.")
     read_timeout = models.FloatField(null=True, blank=True,
                                      help_text="Seconds to wait for any byte (also the stream idle timeout).")
+    # What `catalog_load` last wrote: a field differing from it was edited here, and the next load keeps it.
+    catalog_state = models.JSONField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return self.name
@@ -73,8 +75,13 @@ class CatalogModel(models.Model):
     parameters = models.JSONField(default=dict, blank=True,
                                   help_text='What the model accepts, e.g. {"durations": [4, 8, 12], '
                                             '"resolutions": ["720p"], "aspect_ratios": ["16:9", "9:16"]}.')
+    context_window = models.PositiveIntegerField(null=True, blank=True,
+                                                 help_text="Tokens of prompt and output together; shown in /models.")
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True,
+                                                    help_text="The most output tokens one call can have.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    catalog_state = models.JSONField(null=True, blank=True, editable=False)  # as on Provider
 
     class Meta:
         db_table = "gateway_model"
@@ -96,6 +103,35 @@ class ModelAlias(models.Model):
 
     def __str__(self) -> str:
         return self.alias
+
+
+class AliasRule(models.Model):
+    """How an id that is neither a model nor an alias resolves: tried in ``position`` order, first match wins.
+
+    ``target`` is a model id or alias; a regex rule's target may use the pattern's groups (``\\1``,
+    ``\\g<name>``), so one rule maps every dated id to its family.
+    """
+
+    class Kind(models.TextChoices):
+        EXACT = "exact", "Exact id"
+        PREFIX = "prefix", "Id starting with"
+        REGEX = "regex", "Regular expression (whole id)"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.EXACT)
+    pattern = models.CharField(max_length=200)
+    target = models.CharField(max_length=200, help_text="A model id or alias; regex rules may use \\1 or "
+                                                        "\\g<name> for the pattern's groups.")
+    position = models.PositiveIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=300, blank=True)
+    catalog_state = models.JSONField(null=True, blank=True, editable=False)  # as on Provider
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [models.UniqueConstraint(fields=["kind", "pattern"], name="alias_rule_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.pattern} → {self.target}"
 
 
 class FallbackTarget(models.Model):

@@ -1,5 +1,7 @@
 """Which model serves a call: the pinned one exactly, or the cheapest healthy one of an intent bucket."""
 
+import difflib
+
 from gateway.catalog import Catalog, Route
 from gateway.errors import invalid_request
 from gateway.health import health
@@ -13,7 +15,10 @@ async def choose_route(catalog: Catalog, *, model: object, intent: object, capab
         if isinstance(intent, str) else []
     if not candidates:
         available = sorted(i for i, rs in catalog.by_intent.items() if any(r.capability == capability for r in rs))
-        raise invalid_request(f"Unknown intent `{intent}`.", code="intent_not_found", available_intents=available)
+        suggestions = difflib.get_close_matches(intent, available, n=3) if isinstance(intent, str) else []
+        hint = f" Did you mean {' or '.join(f'`{s}`' for s in suggestions)}?" if suggestions else ""
+        raise invalid_request(f"Unknown intent `{intent}`.{hint}", code="intent_not_found", suggestions=suggestions,
+                              available_intents=available)
     for route in candidates:
         if await health.usable(route.targets):
             return route

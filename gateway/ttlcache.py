@@ -6,7 +6,10 @@ MISSING = object()
 
 
 class TTLCache(Generic[V]):
-    """An in-process cache whose entries expire; bounded so hostile input cannot grow it forever."""
+    """An in-process cache whose entries expire; bounded so hostile input cannot grow it forever.
+
+    An expired entry is kept as the last good value (``last_good``): while its source is down, a caller
+    may go on serving it for a bounded time after it was read."""
 
     __slots__ = ("_ttl", "_max", "_data")
 
@@ -22,7 +25,18 @@ class TTLCache(Generic[V]):
     def set(self, key, value: V) -> None:
         if len(self._data) >= self._max:
             self._data.clear()
-        self._data[key] = (time.monotonic() + self._ttl, value)
+        now = time.monotonic()
+        self._data[key] = (now + self._ttl, value, now)
+
+    def last_good(self, key, max_age: float) -> V | object:
+        """The value last set, if it was read at most ``max_age`` seconds ago; it then counts as fresh for
+        another TTL, so that callers do not all retry the source that just failed."""
+        entry = self._data.get(key)
+        now = time.monotonic()
+        if entry is None or now - entry[2] > max_age:
+            return MISSING
+        self._data[key] = (now + self._ttl, entry[1], entry[2])
+        return entry[1]
 
     def discard(self, key) -> None:
         self._data.pop(key, None)

@@ -1,9 +1,10 @@
+from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
 from billing.money import micro_to_credits
 from gpu.jobs import job_cancel
-from gpu.models import Job, JobEvent, StoredFile
+from gpu.models import ComputeProvider, Deployment, GpuModel, Job, JobEvent, StoredFile
 from gpu.storage import stored_file_delete, stored_files_delete
 from gpu.upstreams import UpstreamError
 
@@ -73,7 +74,7 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel selected jobs (release their holds)")
     def cancel(self, request, queryset):
         cancelled = failed = 0
-        for job in queryset.filter(status__in=Job.ACTIVE).select_related("provider"):
+        for job in queryset.filter(status__in=Job.ACTIVE).select_related("provider", "compute"):
             try:
                 cancelled += job_cancel(job=job)
             except UpstreamError as exc:
@@ -87,3 +88,63 @@ class JobAdmin(admin.ModelAdmin):
     def poll_now(self, request, queryset):
         due = queryset.filter(status__in=Job.ACTIVE).update(next_poll_at=timezone.now())
         self.message_user(request, f"{due} job(s) will be polled at the next sweep.", messages.SUCCESS)
+
+
+class ComputeProviderForm(forms.ModelForm):
+    queue_url = forms.URLField(max_length=500, assume_scheme="https", initial="https://api.runpod.ai/v2",
+                               help_text="The queue API's root: /{endpoint}/run, /status/{id} … under it.")
+    rest_url = forms.URLField(max_length=500, assume_scheme="https", initial="https://rest.runpod.io/v1",
+                              help_text="The REST API's root: /endpoints, /templates under it.")
+    api_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
+                              help_text="Stored encrypted. Leave empty to keep the current key.")
+
+    class Meta:
+        model = ComputeProvider
+        fields = ("name", "kind", "queue_url", "rest_url", "api_key", "enabled")
+
+    def save(self, commit=True):
+        if new_key := self.cleaned_data.get("api_key"):
+            self.instance.api_key = new_key
+        return super().save(commit)
+
+
+@admin.register(ComputeProvider)
+class ComputeProviderAdmin(admin.ModelAdmin):
+    form = ComputeProviderForm
+    list_display = ("name", "kind", "queue_url", "rest_url", "enabled", "has_key")
+    list_filter = ("kind", "enabled")
+
+    @admin.display(boolean=True, description="API key set")
+    def has_key(self, obj):
+        return bool(obj.api_key_encrypted)
+
+
+@admin.register(GpuModel)
+class GpuModelAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "hardware", "price_unit", "price_credits", "max_seconds", "sync", "compute",
+                    "endpoint_id", "enabled")
+    list_filter = ("price_unit", "sync", "enabled", "compute")
+    search_fields = ("slug", "name", "hardware", "endpoint_id")
+
+    @admin.display(description="Price (credits)", ordering="unit_price")
+    def price_credits(self, obj):
+        return micro_to_credits(obj.unit_price)
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    """Deployments change through their API (the provider's endpoint follows); here they are read."""
+
+    list_display = ("slug", "organization", "docker_image", "status", "workers_min", "workers_max", "compute",
+                    "endpoint_id", "created_at")
+    list_filter = ("status", "compute")
+    search_fields = ("slug", "name", "docker_image", "endpoint_id", "organization__slug")
+    list_select_related = ("organization", "compute")
+    readonly_fields = [f.name for f in Deployment._meta.fields if f.name != "env_secrets_encrypted"]
+    exclude = ("env_secrets_encrypted",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -23,19 +23,21 @@ from django.utils import timezone
 
 from apikeys.limits import key_spend_adjust_on_commit
 from billing.money import micro_to_credits
-from billing.pricing import UnitPrice, unit_cost
+from billing.pricing import UnitPrice, billed_seconds, unit_cost
 from billing.services import hold_create, hold_release, hold_settle
 from billing.tokens import TokenUsage
 from gpu import upstreams
+from gpu.compute import DRIVERS, result_without_inline
 from gpu.models import Job, JobEvent
 from gpu.storage import StorageRefusal, stored_file_delete, stored_file_get_unscoped, stored_file_save
-from gpu.upstreams import ADAPTERS, JobTarget, Status, Submitted, UpstreamError
+from gpu.upstreams import VIDEO_ADAPTERS, JobTarget, Status, Submitted, UpstreamError
 from orgs.events import WebhookEvent
 from orgs.webhooks import webhook_event_emit
 from usage.services import CallRecord, call_records_save
 
 log = logging.getLogger(__name__)
 POLL_WORKERS, PROVIDER_CONCURRENCY, CLAIM_BATCH = 32, 16, 500
+ADAPTERS = {**VIDEO_ADAPTERS, **DRIVERS}  # where a job runs (its target's kind) → who asks about it
 BACKOFF_SECONDS = (2, 4, 8, 16, 32, 60)  # between polls of a job, by how many it has had
 ERROR_BUDGET = 10  # failed polls in a row before the job is given up as failed
 LEASE_SECONDS = 120  # a claim outlives any one poll; a worker that dies frees its jobs when it runs out
@@ -71,16 +73,19 @@ def job_hold_amount(ask: JobAsk) -> int:
     return unit_cost(ask.price, ask.units)
 
 
-def job_create(*, ask: JobAsk, provider_id: int, upstream_model: str) -> tuple[Job, bool]:
+def job_create(*, ask: JobAsk, upstream_model: str, provider_id: int | None = None, compute_id: int | None = None,
+               deployment_id: int | None = None) -> tuple[Job, bool]:
     """The job and its hold (402 via InsufficientCredits if the wallet cannot cover it), or the job a
-    retried submit with the same idempotency key already made (then False: nothing new is held)."""
+    retried submit with the same idempotency key already made (then False: nothing new is held). It runs
+    at a catalog provider (``provider_id``) or at a compute provider's endpoint (``compute_id``)."""
     if ask.idempotency_key and (existing := _job_by_idempotency(ask)):
         return existing, False
     now = timezone.now()
     deadline = now + timedelta(seconds=settings.HYPEREAL["JOB_DEADLINE_SECONDS"])
     job = Job(organization_id=ask.organization_id, api_key_id=ask.api_key_id, kind=ask.kind, model=ask.model,
               endpoint=ask.endpoint, request_id=ask.request_id, idempotency_key=ask.idempotency_key,
-              provider_id=provider_id, upstream_model=upstream_model, input=ask.input,
+              provider_id=provider_id, compute_id=compute_id, deployment_id=deployment_id,
+              upstream_model=upstream_model, input=ask.input,
               price_unit=ask.price_unit, unit_price=ask.price.amount, units=ask.units,
               spend_month=ask.spend_month, webhook_url=ask.webhook_url, deadline_at=deadline,
               next_poll_at=now + timedelta(seconds=SUBMIT_LOST_SECONDS))
@@ -103,16 +108,28 @@ def _job_by_idempotency(ask: JobAsk) -> Job | None:
     return Job.objects.filter(organization_id=ask.organization_id, idempotency_key=ask.idempotency_key).first()
 
 
-def job_submitted(*, job: Job, provider_id: int, upstream_model: str, submitted: Submitted) -> Job:
-    """The provider took the job: from now on it is polled there (and only there)."""
+def job_submitted(*, job: Job, submitted: Submitted, provider_id: int | None = None,
+                  upstream_model: str | None = None) -> Job:
+    """The provider took the job (the chain's ``provider_id`` and ``upstream_model``, for a job that fell
+    back): from now on it is polled there, and only there."""
+    moved = {"provider_id": provider_id, "upstream_model": upstream_model} if provider_id is not None else {}
     Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE).update(
-        provider_id=provider_id, upstream_model=upstream_model, upstream_id=submitted.upstream_id,
-        upstream_urls=submitted.urls, next_poll_at=timezone.now() + timedelta(seconds=BACKOFF_SECONDS[0]))
+        **moved, upstream_id=submitted.upstream_id, upstream_urls=submitted.urls,
+        next_poll_at=timezone.now() + timedelta(seconds=BACKOFF_SECONDS[0]))
     job.refresh_from_db()
     return job
 
 
+def job_provider_name(job: Job) -> str:
+    return job.compute.name if job.compute_id is not None else job.provider.name
+
+
 def job_target(job: Job) -> JobTarget:
+    """The exact target that took the job: a catalog provider, or a compute provider's endpoint."""
+    if job.compute_id is not None:
+        compute = job.compute
+        return JobTarget(kind=compute.kind, base_url=compute.queue_url.rstrip("/"), api_key=compute.api_key,
+                         upstream_model=job.upstream_model)
     provider = job.provider
     return JobTarget(kind=provider.kind, base_url=provider.base_url.rstrip("/"), api_key=provider.api_key,
                      upstream_model=job.upstream_model)
@@ -121,7 +138,7 @@ def job_target(job: Job) -> JobTarget:
 # --- ending, exactly once ------------------------------------------------------------------------------
 
 def job_finish(*, job_id: int, status: str, units: int = 0, error: tuple[str, str] = ("", ""),
-               output: dict | None = None, exec_ms: int | None = None) -> bool:
+               output: dict | None = None, exec_ms: int | None = None, queued_ms: int | None = None) -> bool:
     """End an active job as ``status``; False (and nothing moved) if it had already ended.
 
     A success settles ``units`` at the submit's price, capped at the units held; every other end releases
@@ -132,10 +149,11 @@ def job_finish(*, job_id: int, status: str, units: int = 0, error: tuple[str, st
         ended = Job.objects.filter(pk=job_id, status__in=Job.ACTIVE).update(
             status=status, finished_at=now, next_poll_at=None, lease_until=None, error_code=error[0][:64],
             error_message=error[1][:500], progress=100 if status == Job.Status.SUCCEEDED else F("progress"),
-            exec_ms=exec_ms if exec_ms is not None else F("exec_ms"))
+            exec_ms=exec_ms if exec_ms is not None else F("exec_ms"),
+            queued_ms=queued_ms if queued_ms is not None else F("queued_ms"))
         if not ended:
             return False  # the compare-and-swap lost: another poll, webhook or worker ended it
-        job = Job.objects.select_related("organization").get(pk=job_id)
+        job = Job.objects.select_related("organization", "provider", "compute").get(pk=job_id)
         if status == Job.Status.SUCCEEDED:
             charge = unit_cost(UnitPrice(job.unit_price, max_units=job.units), units)
             hold = hold_settle(hold_id=job.hold_id, actual=charge)
@@ -157,7 +175,7 @@ def _log(job: Job, *, units: int) -> None:
     end = job.finished_at or timezone.now()
     call_records_save(records=[CallRecord(
         request_id=job.request_id, organization_id=job.organization_id, api_key_id=job.api_key_id,
-        endpoint=job.endpoint, model=job.model, provider=job.provider.name, upstream_model=job.upstream_model,
+        endpoint=job.endpoint, model=job.model, provider=job_provider_name(job), upstream_model=job.upstream_model,
         status=LOG_STATUS[job.status], latency_ms=int((end - job.created_at).total_seconds() * 1000),
         usage=TokenUsage(), cost=job.charged or 0, created_at=job.created_at, error_type=job.error_code,
         unit=job.price_unit, units=units, prepaid=True)])
@@ -211,7 +229,7 @@ def jobs_poll_due(*, seconds: float) -> int:
         while time.monotonic() - started < seconds and (claimed := jobs_due_claim(limit=CLAIM_BATCH)):
             leases = dict(claimed)
             by_provider: dict[int, list[tuple[Job, int]]] = {}
-            for job in Job.objects.filter(pk__in=leases).select_related("provider"):
+            for job in Job.objects.filter(pk__in=leases).select_related("provider", "compute"):
                 by_provider.setdefault(job.provider_id, []).append((job, leases[job.pk]))
             # Each provider's jobs in PROVIDER_CONCURRENCY lanes, each lane polled in turn by one thread.
             lanes = [jobs[lane::PROVIDER_CONCURRENCY] for jobs in by_provider.values()
@@ -247,9 +265,17 @@ def job_claim_for_read(*, job_id: int) -> int | None:
     return Job.objects.values_list("lease", flat=True).get(pk=job_id) if claimed else None
 
 
+def job_poll_awaited(*, job_id: int, seconds: float) -> None:
+    """Wait (at most ``seconds``) for a poll another worker holds the job's lease for."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and Job.objects.filter(
+            pk=job_id, status__in=Job.ACTIVE, lease_until__gt=timezone.now()).exists():
+        time.sleep(0.05)  # a poll is a round trip to the provider: its end is a few polls of the row away
+
+
 def job_poll(*, job_id: int, lease: int) -> None:
     """Ask the provider about a claimed job and act on the answer."""
-    job = Job.objects.select_related("provider").get(pk=job_id)
+    job = Job.objects.select_related("provider", "compute").get(pk=job_id)
     if job.lease == lease and job.active:  # else claimed again since, or already ended
         _poll(job, lease, job_target(job) if job.upstream_id else None)
 
@@ -272,17 +298,18 @@ def _poll(job: Job, lease: int, target: JobTarget | None) -> None:
     try:
         status = adapter.status(target, job.upstream_id, job.upstream_urls)
         if status.state == upstreams.SUCCEEDED:
-            outputs = _outputs_store(job, target)
+            outputs = _outputs_store(job, target, status)
     except (UpstreamError, StorageRefusal) as exc:
         _poll_failed(job, lease, exc)
         return
     if status.state in (upstreams.QUEUED, upstreams.RUNNING):
         _progress(job, lease, status)
     elif status.state == upstreams.SUCCEEDED:
-        # Per second: the length the provider reports (never above the seconds held); per clip: the clip.
-        units = (status.seconds or job.units) if job.price_unit == "second" else 1
-        if not job_finish(job_id=job.pk, status=Job.Status.SUCCEEDED, units=units, exec_ms=status.exec_ms,
-                          output={"files": outputs, "seconds": status.seconds}):
+        output = {"files": outputs, "seconds": status.seconds}
+        if status.result is not None:
+            output["result"] = result_without_inline(status.result)
+        if not job_finish(job_id=job.pk, status=Job.Status.SUCCEEDED, units=_billed_units(job, status),
+                          exec_ms=status.exec_ms, queued_ms=status.queued_ms, output=output):
             _outputs_discard(outputs)
     else:
         job_finish(job_id=job.pk, status=status.state, exec_ms=status.exec_ms,
@@ -295,6 +322,17 @@ _PROGRESS_SQL = ("UPDATE {table} SET polls = polls + 1, polled_at = %s, error_st
                  "next_poll_at = %s, progress = COALESCE(%s, progress) "
                  "WHERE id = %s AND lease = %s AND status IN ({active})").format(
     table=Job._meta.db_table, active=", ".join(f"'{status}'" for status in Job.ACTIVE))
+
+
+def _billed_units(job: Job, status: Status) -> int:
+    """What a success is billed for, never above the units held (job_finish caps it): a video per second by
+    the clip's reported length, a GPU job per second by its reported run time (every started second), and
+    anything priced per call or clip once. A provider that reports nothing is billed what was held."""
+    if job.price_unit != "second":
+        return 1
+    if job.kind == Job.Kind.VIDEO:
+        return status.seconds or job.units
+    return billed_seconds(status.exec_ms) if status.exec_ms is not None else job.units
 
 
 def _progress(job: Job, lease: int, status: Status) -> None:
@@ -328,12 +366,14 @@ def _poll_failed(job: Job, lease: int, exc: Exception) -> None:
     _event(job, "poll_failed", {"error": str(exc)[:300], "streak": streak})
 
 
-def _outputs_store(job: Job, target: JobTarget) -> list[dict]:
+def _outputs_store(job: Job, target: JobTarget, status: Status) -> list[dict]:
     """Copy the provider's outputs into storage (its URLs expire): what the job's outputs are from now on."""
-    stored = []
-    for output in ADAPTERS[target.kind].outputs(target, job.upstream_id, job.upstream_urls):
+    stored, adapter = [], ADAPTERS[target.kind]
+    for output in adapter.outputs(target, job.upstream_id, job.upstream_urls, status):
         file = stored_file_save(organization_id=job.organization_id, kind="output", job_id=job.public_id,
-                                content=upstreams.download_chunks(target, output), filename=output.filename,
+                                content=upstreams.download_chunks(output, adapter.download_headers(target)
+                                                                  if output.with_key else {}),
+                                filename=output.filename,
                                 content_type=output.content_type, api_key_id=job.api_key_id)
         stored.append({"id": file.public_id, "contentType": file.content_type, "bytes": file.size,
                        "filename": file.filename})
@@ -353,8 +393,9 @@ def job_cancel(*, job: Job) -> bool:
     if not job.active:
         return False
     if job.upstream_id:
+        target = job_target(job)
         try:
-            ADAPTERS[job.provider.kind].cancel(job_target(job), job.upstream_id, job.upstream_urls)
+            ADAPTERS[target.kind].cancel(target, job.upstream_id, job.upstream_urls)
         except UpstreamError as exc:
             if not exc.retryable:  # e.g. already completed upstream: the poller settles what it made
                 Job.objects.filter(pk=job.pk).update(next_poll_at=timezone.now())
@@ -376,4 +417,4 @@ def job_callback(*, token: str, dedupe_key: str, payload: dict) -> Job | None:
 
 def job_get(*, organization_id: int, job_id: str) -> Job | None:
     """An organization's job; another organization's is None, exactly like an unknown id."""
-    return Job.objects.filter(organization_id=organization_id, public_id=job_id).select_related("provider").first()
+    return Job.objects.filter(organization_id=organization_id, public_id=job_id).select_related("provider", "compute").first()

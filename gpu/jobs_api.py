@@ -36,7 +36,7 @@ from gpu.forms import body_read
 from gpu.models import Job, StoredFile
 from gpu.storage import stored_file_get, stored_file_open, stored_file_url
 from gpu.tasks import job_poll_now
-from gpu.upstreams import ADAPTERS, JobTarget, Submitted, UpstreamError, VideoSpec
+from gpu.upstreams import VIDEO_ADAPTERS, JobTarget, Submitted, UpstreamError, VideoSpec
 from gpu.work import off_loop
 from orgs.services import OrgRuleError
 from orgs.webhooks import webhook_url_clean
@@ -54,7 +54,7 @@ OPENAI_SIZES = {"1280x720": ("16:9", "720p"), "720x1280": ("9:16", "720p"), "179
                 "1024x1792": ("9:16", "1080p")}
 
 
-def _endpoint(name: str):
+def endpoint(name: str):
     """Give a handler its Call and answer every failure in OpenAI's error shape (never HTML or plain text)."""
     def wrap(handler):
         @functools.wraps(handler)
@@ -136,7 +136,7 @@ def _stored_input(spec: VideoSpec, body_fields: dict) -> dict:
     return {**kept, "duration": spec.seconds, "aspect_ratio": spec.aspect_ratio, "resolution": spec.resolution}
 
 
-def _wait_seconds(scope: Scope, body: dict, *, default: float) -> float:
+def wait_seconds(scope: Scope, body: dict, *, default: float) -> float:
     """How long the client lets the submit wait for the result: ``Prefer: wait=N``, ``"sync"``, or the
     endpoint's default — never beyond HYPEREAL_JOB_WAIT_SECONDS."""
     bound = settings.HYPEREAL["JOB_WAIT_SECONDS"]
@@ -153,14 +153,14 @@ def _wait_seconds(scope: Scope, body: dict, *, default: float) -> float:
 
 # --- submitting ------------------------------------------------------------------------------------------
 
-async def _submit(call: Call, ctx: KeyContext, route: Route, spec: VideoSpec, *, endpoint: str, input: dict,
+async def _submit(call: Call, ctx: KeyContext, route: Route, spec: VideoSpec, *, endpoint_name: str, input: dict,
                   idempotency_key: str | None, webhook_url: str) -> Job:
     """Hold the worst case, then hand the job to the first target of the chain that takes it."""
     if route.unit_price is None:
         raise invalid_request(f"`{route.public_id}` has no price per second or per clip.", code="unpriced_model")
     units = spec.seconds if route.price_unit == "second" else 1
     ask = jobs.JobAsk(organization_id=ctx.org_id, api_key_id=ctx.key_id, api_key_name=ctx.name,
-                      kind=Job.Kind.VIDEO, model=route.public_id, endpoint=endpoint, request_id=call.request_id,
+                      kind=Job.Kind.VIDEO, model=route.public_id, endpoint=endpoint_name, request_id=call.request_id,
                       price_unit=route.price_unit, price=route.unit_price, units=units, input=input,
                       spend_month=spend_month(), idempotency_key=idempotency_key, webhook_url=webhook_url)
     amount = unit_cost(route.unit_price, units)
@@ -184,7 +184,7 @@ async def _submit(call: Call, ctx: KeyContext, route: Route, spec: VideoSpec, *,
         job_target = JobTarget(kind=target.kind, base_url=target.base_url, api_key=target.api_key,
                                upstream_model=target.upstream_model)
         try:
-            return target, await off_loop(ADAPTERS[target.kind].submit, job_target, spec, callback)
+            return target, await off_loop(VIDEO_ADAPTERS[target.kind].submit, job_target, spec, callback)
         except UpstreamError as exc:
             if exc.retryable:
                 raise UpstreamFailure("status" if exc.status else "connect", exc.status, str(exc)) from None
@@ -209,21 +209,24 @@ def _refused(exc: UpstreamError) -> GatewayError:
     return GatewayError(exc.status or 400, "invalid_request_error", str(message), "upstream_refused")
 
 
-async def _wait(job: Job, seconds: float) -> Job:
+async def wait_for(job: Job, seconds: float) -> Job:
     """Hold the request while the job runs, up to ``seconds``, asking the provider as a reader may; then
     the job as it is (a job still running is not an error)."""
     deadline = time.monotonic() + seconds
     while job.active and time.monotonic() < deadline:
         await asyncio.sleep(min(jobs.READ_POLL_SECONDS, max(deadline - time.monotonic(), 0)))
-        job = await off_loop(_refreshed, job.pk)
+        job = await off_loop(refreshed, job.pk)
     return job
 
 
-def _refreshed(job_id: int) -> Job:
-    """The job after a poll, if a reader may poll it now (else as the poller last left it)."""
+def refreshed(job_id: int) -> Job:
+    """The job after a poll, if a reader may poll it now; if a poll is under way elsewhere (the sweep, a
+    webhook's), after that one, so that a reader never gets an answer older than the provider's."""
     if (lease := jobs.job_claim_for_read(job_id=job_id)) is not None:
         jobs.job_poll(job_id=job_id, lease=lease)
-    return Job.objects.select_related("provider").get(pk=job_id)
+    else:
+        jobs.job_poll_awaited(job_id=job_id, seconds=jobs.READ_POLL_SECONDS * 3)
+    return Job.objects.select_related("provider", "compute").get(pk=job_id)
 
 
 # --- rendering ---------------------------------------------------------------------------------------
@@ -298,7 +301,7 @@ def _idempotency_key(scope: Scope, body: dict) -> str | None:
     return str(key)[:200] if key else None
 
 
-def _webhook_url(value: object) -> str:
+def webhook_url_checked(value: object) -> str:
     if not value:
         return ""
     try:
@@ -307,7 +310,7 @@ def _webhook_url(value: object) -> str:
         raise invalid_request(str(exc), code="invalid_webhook_url", param="webhookUrl") from None
 
 
-@_endpoint("videos.generate")
+@endpoint("videos.generate")
 async def videos_generate(call: Call, scope: Scope, receive: Receive, send: Send) -> None:
     """POST /videos/generate: holds the connection until the clip is ready (up to a bound), and answers the
     job either way — 200 once it ended, 202 while it runs — with jobId and pollUrl."""
@@ -322,14 +325,14 @@ async def videos_generate(call: Call, scope: Scope, receive: Receive, send: Send
                  image=_inline_image(body.get("image")), image_url=image_urls[0] if image_urls else None,
                  last_image_url=body.get("last_image_url"),
                  extra={k: v for k, v in body.items() if k not in GENERATE_FIELDS})
-    job = await _submit(call, ctx, route, spec, endpoint="videos.generate", input=_stored_input(spec, body),
+    job = await _submit(call, ctx, route, spec, endpoint_name="videos.generate", input=_stored_input(spec, body),
                         idempotency_key=_idempotency_key(scope, body),
-                        webhook_url=_webhook_url(body.get("webhookUrl")))
-    job = await _wait(job, _wait_seconds(scope, body, default=settings.HYPEREAL["JOB_WAIT_SECONDS"]))
+                        webhook_url=webhook_url_checked(body.get("webhookUrl")))
+    job = await wait_for(job, wait_seconds(scope, body, default=settings.HYPEREAL["JOB_WAIT_SECONDS"]))
     await _answer(send, call, job, job_json, created=True)
 
 
-@_endpoint("videos")
+@endpoint("videos")
 async def videos_create(call: Call, scope: Scope, receive: Receive, send: Send) -> None:
     """POST /videos in OpenAI's shape (multipart or JSON: model, prompt, seconds, size, input_reference)."""
     ctx = await authenticate(scope)
@@ -344,9 +347,9 @@ async def videos_create(call: Call, scope: Scope, receive: Receive, send: Send) 
     spec = _spec(route, prompt=body.get("prompt"), seconds=body.get("seconds"), aspect_ratio=aspect_ratio,
                  resolution=resolution, image=reference[0], image_url=None,
                  last_image_url=None, extra={k: v for k, v in body.items() if k not in OPENAI_FIELDS})
-    job = await _submit(call, ctx, route, spec, endpoint="videos", input=_stored_input(spec, body),
+    job = await _submit(call, ctx, route, spec, endpoint_name="videos", input=_stored_input(spec, body),
                         idempotency_key=_idempotency_key(scope, body), webhook_url="")
-    job = await _wait(job, _wait_seconds(scope, body, default=0))
+    job = await wait_for(job, wait_seconds(scope, body, default=0))
     await _answer(send, call, job, video_json)
 
 
@@ -354,7 +357,7 @@ async def _job(ctx: KeyContext, job_id: str, *, fresh: bool) -> Job:
     """The caller's organization's job (404 for anyone else's), polled first when a reader may."""
     def load() -> Job | None:
         job = jobs.job_get(organization_id=ctx.org_id, job_id=job_id)
-        return _refreshed(job.pk) if job is not None and fresh and job.active else job
+        return refreshed(job.pk) if job is not None and fresh and job.active else job
 
     job = await off_loop(load)
     if job is None:
@@ -363,19 +366,19 @@ async def _job(ctx: KeyContext, job_id: str, *, fresh: bool) -> Job:
     return job
 
 
-@_endpoint("jobs")
+@endpoint("jobs")
 async def job_retrieve(call: Call, scope: Scope, receive: Receive, send: Send, job_id: str) -> None:
     ctx = await authenticate(scope)
     await _answer(send, call, await _job(ctx, job_id, fresh=True), job_json)
 
 
-@_endpoint("videos")
+@endpoint("videos")
 async def video_retrieve(call: Call, scope: Scope, receive: Receive, send: Send, job_id: str) -> None:
     ctx = await authenticate(scope)
     await _answer(send, call, await _job(ctx, job_id, fresh=True), video_json)
 
 
-@_endpoint("jobs")
+@endpoint("jobs")
 async def job_cancel(call: Call, scope: Scope, receive: Receive, send: Send, job_id: str) -> None:
     """POST /jobs/{id}/cancel: the hold is released unless the provider had already finished the job."""
     ctx = await authenticate(scope)
@@ -408,13 +411,13 @@ async def _content(call: Call, send: Send, job: Job) -> None:
         await off_loop(stream.close)
 
 
-@_endpoint("jobs")
+@endpoint("jobs")
 async def job_content(call: Call, scope: Scope, receive: Receive, send: Send, job_id: str) -> None:
     """GET /jobs/{id}/content: the job's (first) output file, streamed."""
     await _content(call, send, await _job(await authenticate(scope), job_id, fresh=False))
 
 
-@_endpoint("videos")
+@endpoint("videos")
 async def video_content(call: Call, scope: Scope, receive: Receive, send: Send, job_id: str) -> None:
     """GET /videos/{id}/content?variant=video: the mp4, as the openai SDK's download_content reads it."""
     variant = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("variant", ["video"])[0]
@@ -423,7 +426,7 @@ async def video_content(call: Call, scope: Scope, receive: Receive, send: Send, 
     await _content(call, send, await _job(await authenticate(scope), job_id, fresh=False))
 
 
-@_endpoint("jobs.callback")
+@endpoint("jobs.callback")
 async def job_callback(call: Call, scope: Scope, receive: Receive, send: Send, token: str) -> None:
     """A provider's webhook for one job, on its unguessable path: recorded once per delivery (fal's
     request_id with its status, a Standard Webhooks webhook-id), then the job is polled at once."""

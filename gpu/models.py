@@ -1,6 +1,9 @@
+import json
 import secrets
 
 from django.db import models
+
+from core.crypto import Encrypted, decrypt, encrypt
 
 
 def _stored_file_id() -> str:
@@ -66,6 +69,8 @@ class Job(models.Model):
 
     class Kind(models.TextChoices):
         VIDEO = "video", "Video"
+        GPU = "gpu", "GPU model"
+        GPU_RUN = "gpu_run", "Deployment run"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -87,8 +92,14 @@ class Job(models.Model):
     request_id = models.CharField(max_length=64, unique=True, help_text="Its request log row.")
     idempotency_key = models.CharField(max_length=200, null=True, blank=True,
                                        help_text="The client's: a retried submit returns this job.")
-    provider = models.ForeignKey("gateway.Provider", on_delete=models.PROTECT, related_name="jobs")
-    upstream_model = models.CharField(max_length=200)
+    # Where it runs: a catalog provider (videos), or a compute provider's endpoint (GPU models, deployments).
+    provider = models.ForeignKey("gateway.Provider", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="jobs")
+    compute = models.ForeignKey("ComputeProvider", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="jobs")
+    deployment = models.ForeignKey("Deployment", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="jobs")
+    upstream_model = models.CharField(max_length=200, help_text="The provider's model, or the endpoint's id.")
     upstream_id = models.CharField(max_length=200, blank=True, help_text="The provider's id of the job.")
     upstream_urls = models.JSONField(default=dict, blank=True, help_text="The provider's own status/result URLs.")
     callback_token = models.CharField(max_length=64, unique=True, default=_callback_token, editable=False)
@@ -153,3 +164,95 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.kind}"
+
+
+class ComputeProvider(models.Model):
+    """An engine that runs GPU workers: RunPod serverless (its queue and REST APIs), or the simulator
+    speaking them. Its key is stored encrypted, like upstream providers' keys."""
+
+    class Kind(models.TextChoices):
+        RUNPOD = "runpod", "RunPod serverless"
+
+    name = models.SlugField(max_length=80, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.RUNPOD)
+    queue_url = models.URLField(max_length=500, default="https://api.runpod.ai/v2",
+                                help_text="The queue API's root: /{endpoint}/run, /status/{id} … under it.")
+    rest_url = models.URLField(max_length=500, default="https://rest.runpod.io/v1",
+                               help_text="The REST API's root: /endpoints, /templates under it.")
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    api_key = Encrypted("api_key_encrypted")
+
+
+class GpuModel(models.Model):
+    """A hosted GPU model, served at /v1/gpu/{slug} by an endpoint of a compute provider."""
+
+    class PriceUnit(models.TextChoices):
+        CALL = "request", "Per call"
+        SECOND = "second", "Per GPU-second"
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=120)
+    description = models.CharField(max_length=300, blank=True)
+    hardware = models.CharField(max_length=80, help_text="e.g. NVIDIA A100 80GB.")
+    price_unit = models.CharField(max_length=16, choices=PriceUnit.choices, default=PriceUnit.SECOND)
+    unit_price = models.BigIntegerField(help_text="Micro-credits per call or per GPU-second.")
+    max_seconds = models.PositiveIntegerField(help_text="The longest a call may run (and the most it is billed).")
+    sync = models.BooleanField(default=False, help_text="Answered inline (runsync) rather than queued.")
+    compute = models.ForeignKey(ComputeProvider, on_delete=models.PROTECT, related_name="gpu_models")
+    endpoint_id = models.CharField(max_length=100, help_text="The compute provider's endpoint serving it.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name = "GPU model"
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Deployment(models.Model):
+    """An organization's own worker image (e.g. runpod/worker-comfyui) on a compute provider's GPUs."""
+
+    class Status(models.TextChoices):
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="deployments")
+    slug = models.SlugField(max_length=80)
+    name = models.CharField(max_length=120)
+    docker_image = models.CharField(max_length=300)
+    gpu_types = models.JSONField(default=list, help_text="GPU tiers it may run on, in order of preference.")
+    workers_min = models.PositiveSmallIntegerField(default=0)
+    workers_max = models.PositiveSmallIntegerField(default=1)
+    idle_timeout = models.PositiveIntegerField(default=5, help_text="Seconds a worker stays up idle.")
+    max_seconds = models.PositiveIntegerField(default=600, help_text="The longest a run may take (and be billed).")
+    webhook_url = models.URLField(max_length=500, blank=True, help_text="Receives its runs' results.")
+    env = models.JSONField(default=dict, blank=True, help_text="Environment variables (not secret).")
+    env_secrets_encrypted = models.TextField(blank=True, editable=False,
+                                             help_text="Secret environment variables, encrypted.")
+    compute = models.ForeignKey(ComputeProvider, on_delete=models.PROTECT, related_name="deployments")
+    endpoint_id = models.CharField(max_length=100, blank=True, help_text="The compute provider's endpoint.")
+    template_id = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
+    created_by = models.ForeignKey("orgs.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "slug"], name="deployment_slug_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.organization}/{self.slug}"
+
+    @property
+    def env_secrets(self) -> dict:
+        return json.loads(decrypt(self.env_secrets_encrypted) or "{}")
+
+    @env_secrets.setter
+    def env_secrets(self, value: dict) -> None:
+        self.env_secrets_encrypted = encrypt(json.dumps(value)) if value else ""

@@ -56,6 +56,8 @@ class Status:
     error_code: str = ""
     error_message: str = ""
     exec_ms: int | None = None  # how long the provider says it ran
+    queued_ms: int | None = None  # how long it waited for a worker
+    result: object = None  # a worker's own output, when the status carries it (RunPod)
     seconds: int | None = None  # the clip's length as the provider reports it
 
 
@@ -65,6 +67,7 @@ class Output:
     content_type: str
     filename: str
     with_key: bool  # the download needs the provider's key (OpenAI), or is a plain URL (fal's CDN)
+    data: bytes | None = None  # the bytes themselves, when the provider sent them inline (a worker's base64)
 
 
 class UpstreamError(Exception):
@@ -103,7 +106,7 @@ def _checked(response: httpx.Response) -> httpx.Response:
                         body=body)
 
 
-def _send(method: str, url: str, **kwargs) -> httpx.Response:
+def send(method: str, url: str, **kwargs) -> httpx.Response:
     try:
         return _checked(_client().request(method, url, **kwargs))
     except httpx.HTTPError as exc:
@@ -130,11 +133,11 @@ class OpenAIVideos:
             media_type = media_type_of(spec.image) or "application/octet-stream"
             body = {"data": fields, "files": {
                 "input_reference": ("reference." + media_type.rsplit("/", 1)[-1], spec.image, media_type)}}
-        answer = _send("POST", f"{target.base_url}/videos", headers=self._headers(target), **body).json()
+        answer = send("POST", f"{target.base_url}/videos", headers=self._headers(target), **body).json()
         return Submitted(upstream_id=answer["id"])
 
     def status(self, target: JobTarget, upstream_id: str, urls: dict[str, str]) -> Status:
-        video = _send("GET", f"{target.base_url}/videos/{upstream_id}", headers=self._headers(target)).json()
+        video = send("GET", f"{target.base_url}/videos/{upstream_id}", headers=self._headers(target)).json()
         error = video.get("error") or {}
         seconds = video.get("seconds")
         return Status(state=self.STATES.get(video.get("status"), RUNNING),  # an unknown state is still running
@@ -142,7 +145,7 @@ class OpenAIVideos:
                       error_message=error.get("message") or "",
                       seconds=int(seconds) if str(seconds or "").isdigit() else None)
 
-    def outputs(self, target: JobTarget, upstream_id: str, urls: dict[str, str]) -> list[Output]:
+    def outputs(self, target: JobTarget, upstream_id: str, urls: dict[str, str], status: Status) -> list[Output]:
         return [Output(url=f"{target.base_url}/videos/{upstream_id}/content", content_type="video/mp4",
                        filename=f"{upstream_id}.mp4", with_key=True)]
 
@@ -150,7 +153,7 @@ class OpenAIVideos:
         return self._headers(target)
 
     def cancel(self, target: JobTarget, upstream_id: str, urls: dict[str, str]) -> None:
-        _send("DELETE", f"{target.base_url}/videos/{upstream_id}", headers=self._headers(target))
+        send("DELETE", f"{target.base_url}/videos/{upstream_id}", headers=self._headers(target))
 
 
 class FalQueue:
@@ -173,13 +176,13 @@ class FalQueue:
         if spec.last_image_url:
             payload["end_image_url"] = spec.last_image_url
         params = {"fal_webhook": callback_url} if callback_url else None
-        answer = _send("POST", f"{target.base_url}/{target.upstream_model}", json=payload, params=params,
+        answer = send("POST", f"{target.base_url}/{target.upstream_model}", json=payload, params=params,
                        headers=self._headers(target)).json()
         return Submitted(upstream_id=answer["request_id"],
                          urls={name: answer[name] for name in ("status_url", "response_url", "cancel_url")})
 
     def status(self, target: JobTarget, upstream_id: str, urls: dict[str, str]) -> Status:
-        answer = _send("GET", urls["status_url"], headers=self._headers(target)).json()
+        answer = send("GET", urls["status_url"], headers=self._headers(target)).json()
         state = self.STATES.get(answer.get("status"), RUNNING)  # an unknown state is still running
         exec_ms = None
         if inference := (answer.get("metrics") or {}).get("inference_time"):
@@ -191,8 +194,8 @@ class FalQueue:
                           error_message=str(answer["error"]))
         return Status(state=state, exec_ms=exec_ms)
 
-    def outputs(self, target: JobTarget, upstream_id: str, urls: dict[str, str]) -> list[Output]:
-        result = _send("GET", urls["response_url"], headers=self._headers(target)).json()
+    def outputs(self, target: JobTarget, upstream_id: str, urls: dict[str, str], status: Status) -> list[Output]:
+        result = send("GET", urls["response_url"], headers=self._headers(target)).json()
         files = [result["video"]] if isinstance(result.get("video"), dict) else result.get("images") or []
         return [Output(url=item["url"], content_type=item.get("content_type") or "application/octet-stream",
                        filename=item.get("file_name") or item["url"].rsplit("/", 1)[-1].split("?")[0],
@@ -202,15 +205,17 @@ class FalQueue:
         return {}
 
     def cancel(self, target: JobTarget, upstream_id: str, urls: dict[str, str]) -> None:
-        _send("PUT", urls["cancel_url"], headers=self._headers(target))
+        send("PUT", urls["cancel_url"], headers=self._headers(target))
 
 
-ADAPTERS = {"openai": OpenAIVideos(), "fal": FalQueue()}  # provider kind → its job API
+VIDEO_ADAPTERS = {"openai": OpenAIVideos(), "fal": FalQueue()}  # provider kind → its video job API
 
 
-def download_chunks(target: JobTarget, output: Output, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """``output``'s bytes as they arrive, with the provider's key when the download needs it."""
-    headers = ADAPTERS[target.kind].download_headers(target) if output.with_key else {}
+def download_chunks(output: Output, headers: dict[str, str], *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """``output``'s bytes as they arrive (``headers``: the provider's key when the download needs it)."""
+    if output.data is not None:
+        yield output.data
+        return
     try:
         with _client().stream("GET", output.url, headers=headers) as response:
             _checked(response)

@@ -93,6 +93,8 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    # An unreachable server fails a connection in seconds: the gateway then serves from what it last read.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5))
 else:
     DATABASES = {
         "default": {
@@ -208,6 +210,7 @@ HYPEREAL = {
     "MIN_BALANCE_CREDITS": env_int("HYPEREAL_MIN_BALANCE_CREDITS", 200),
     "MAX_BODY_BYTES": env_int("HYPEREAL_MAX_BODY_BYTES", 10 * 1024 * 1024),
     "KEY_CACHE_SECONDS": env_int("HYPEREAL_KEY_CACHE_SECONDS", 5),
+    "KEY_STALE_SECONDS": env_int("HYPEREAL_KEY_STALE_SECONDS", 300),  # served while the database is down
     "BALANCE_CACHE_SECONDS": env_int("HYPEREAL_BALANCE_CACHE_SECONDS", 2),
     "CATALOG_REFRESH_SECONDS": env_int("HYPEREAL_CATALOG_REFRESH_SECONDS", 10),
     "METER_FLUSH_MS": env_int("HYPEREAL_METER_FLUSH_MS", 50),
@@ -231,6 +234,19 @@ HYPEREAL = {
     # Jobs: how long a submit may hold its connection for the result, and when a job is given up.
     "JOB_WAIT_SECONDS": float(os.environ.get("HYPEREAL_JOB_WAIT_SECONDS", "240")),
     "JOB_DEADLINE_SECONDS": env_int("HYPEREAL_JOB_DEADLINE_SECONDS", 3600),
+    # The compute provider (Django admin → Compute providers, by name) new GPU deployments go to; empty = the
+    # first enabled one.
+    "DEPLOYMENT_COMPUTE": os.environ.get("HYPEREAL_DEPLOYMENT_COMPUTE", ""),
+    # Connections (gateway/server.py, per process): a request's headers must arrive within HEADER_TIMEOUT
+    # and its body within BODY_TIMEOUT (408 otherwise); a connection idle between requests, or opened and
+    # never used, closes after IDLE_TIMEOUT; a client that stops reading its response for SEND_TIMEOUT is
+    # dropped (and billed for what was sent); one address holds at most MAX_CONNECTIONS_PER_CLIENT (0 = no
+    # cap; behind a proxy every client shares its address, so raise it or set 0 and cap at the proxy).
+    "HEADER_TIMEOUT_SECONDS": float(os.environ.get("HYPEREAL_HEADER_TIMEOUT_SECONDS", "10")),
+    "BODY_TIMEOUT_SECONDS": float(os.environ.get("HYPEREAL_BODY_TIMEOUT_SECONDS", "60")),
+    "IDLE_TIMEOUT_SECONDS": float(os.environ.get("HYPEREAL_IDLE_TIMEOUT_SECONDS", "15")),
+    "SEND_TIMEOUT_SECONDS": float(os.environ.get("HYPEREAL_SEND_TIMEOUT_SECONDS", "30")),
+    "MAX_CONNECTIONS_PER_CLIENT": env_int("HYPEREAL_MAX_CONNECTIONS_PER_CLIENT", 256),
 }
 
 
@@ -279,3 +295,33 @@ HYPEREAL_STORAGE = {
     },
 }
 # --- end of storage settings ---
+
+
+# --- Front door: account pages, the playground, the model list ---
+# The signed-in member's nav on pages outside an organization (account pages, /models), computed lazily.
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("orgs.pages.site_context")
+# The emailed link signs in the browser that signed up (allauth only does so within that same session).
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_LOGOUT_REDIRECT_URL = LOGIN_URL
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Hypereal] "
+# /models lists the catalog and its prices to anyone (false: to signed-in members only).
+HYPEREAL_MODELS_PAGE_PUBLIC = env_bool("HYPEREAL_MODELS_PAGE_PUBLIC", True)
+# --- end of front door settings ---
+
+
+# --- Money through faults (gateway.quota): leases, the call journal, rebuilt counters, capped output ---
+HYPEREAL.update({
+    # A gateway process that has not renewed its lease in Redis for this long is presumed dead: another
+    # process gives its reservations back and writes the calls it journaled. Calls get 503 for 2/5 of it
+    # after Redis lost its state, while every process writes its own back.
+    "LEASE_SECONDS": float(os.environ.get("HYPEREAL_LEASE_SECONDS", "10")),
+    # How often one process proves every Redis counter against the ledger (repairing and alerting).
+    "RECONCILE_SECONDS": float(os.environ.get("HYPEREAL_RECONCILE_SECONDS", "60")),
+    # The most output a call without max_tokens may produce on a model whose catalog entry has no
+    # max_output_tokens (the upstream is sent this cap).
+    "OUTPUT_TOKENS_CEILING": env_int("HYPEREAL_OUTPUT_TOKENS_CEILING", 32768),
+    # A call without max_tokens reserves at most 1/N of what is spendable (never less than its
+    # HYPEREAL_OUTPUT_TOKENS_RESERVE tokens), and is sent the max output that reservation pays for.
+    "OUTPUT_RESERVE_SHARE": env_int("HYPEREAL_OUTPUT_RESERVE_SHARE", 32),
+})
+# --- end of money-through-faults settings ---

@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("apikeys.urls")),
     path("", include("billing.urls")),
     path("", include("usage.urls")),
+    path("", include("gateway.urls")),
     path("", include("gpu.urls")),
     path("accounts/", include("allauth.urls")),
 ]

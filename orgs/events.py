@@ -35,6 +35,9 @@ class AuditAction(models.TextChoices):
     BILLING_TOPUP_STARTED = "billing.topup_started", "Top-up started"
     BILLING_TOPUP_PAID = "billing.topup_paid", "Top-up paid"
     BILLING_DISPUTE_OPENED = "billing.dispute_opened", "Payment disputed"
+    DEPLOYMENT_CREATE = "deployment.create", "GPU deployment created"
+    DEPLOYMENT_UPDATE = "deployment.update", "GPU deployment changed"
+    DEPLOYMENT_DELETE = "deployment.delete", "GPU deployment deleted"
 
 
 class WebhookEvent(models.TextChoices):

@@ -3,7 +3,7 @@ import secrets
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 
-from core.crypto import decrypt, encrypt
+from core.crypto import Encrypted
 from orgs.events import AuditAction, WebhookEvent
 from orgs.roles import OWNER, ROLE_CHOICES
 
@@ -154,13 +154,7 @@ class SSOConnection(models.Model):
     def __str__(self) -> str:
         return f"{self.type} SSO for {self.domain}"
 
-    @property
-    def client_secret(self) -> str:
-        return decrypt(self.client_secret_encrypted)
-
-    @client_secret.setter
-    def client_secret(self, value: str) -> None:
-        self.client_secret_encrypted = encrypt(value)
+    client_secret = Encrypted("client_secret_encrypted")
 
 
 class SAMLAssertionSeen(models.Model):
@@ -196,13 +190,7 @@ class Webhook(models.Model):
     def __str__(self) -> str:
         return self.url
 
-    @property
-    def secret(self) -> str:
-        return decrypt(self.secret_encrypted)
-
-    @secret.setter
-    def secret(self, value: str) -> None:
-        self.secret_encrypted = encrypt(value)
+    secret = Encrypted("secret_encrypted")
 
 
 class WebhookDelivery(models.Model):

@@ -7,15 +7,17 @@ OWNER, ADMIN, DEVELOPER, BILLING, VIEWER = "owner", "admin", "developer", "billi
 ROLES: dict[str, tuple[int, frozenset[str]]] = {  # rank, scopes — a higher rank manages lower ranks
     OWNER: (50, frozenset({"*"})),
     ADMIN: (40, frozenset({"org:read", "org:write", "members:write", "keys:read", "keys:write", "sso:write",
-                           "webhooks:read", "webhooks:write", "usage:read", "billing:read", "audit:read"})),
-    DEVELOPER: (30, frozenset({"org:read", "keys:read", "keys:write", "gpu:write", "usage:read"})),
-    BILLING: (20, frozenset({"org:read", "billing:read", "billing:write", "audit:read", "usage:read"})),
-    VIEWER: (10, frozenset({"org:read", "keys:read", "billing:read", "audit:read", "usage:read"})),
+                           "webhooks:read", "webhooks:write", "usage:read", "billing:read", "audit:read", "gpu:read",
+                           "gpu:write"})),
+    DEVELOPER: (30, frozenset({"org:read", "keys:read", "keys:write", "gpu:read", "gpu:write", "usage:read"})),
+    BILLING: (20, frozenset({"org:read", "billing:read", "billing:write", "audit:read", "usage:read", "gpu:read"})),
+    VIEWER: (10, frozenset({"org:read", "keys:read", "billing:read", "audit:read", "usage:read", "gpu:read"})),
 }
 ROLE_CHOICES = [(name, name.capitalize()) for name in ROLES]
-# What an API key may be granted on the management API, for scripts and CI: reading, and managing keys.
-# Membership, SSO, payments, webhooks and deleting the organization stay with signed-in people.
-API_KEY_SCOPES = ("org:read", "usage:read", "keys:read", "keys:write", "billing:read", "audit:read")
+# What an API key may be granted on the management API, for scripts and CI: reading, managing keys and GPU
+# deployments. Membership, SSO, payments, webhooks and deleting the organization stay with signed-in people.
+API_KEY_SCOPES = ("org:read", "usage:read", "keys:read", "keys:write", "billing:read", "audit:read", "gpu:read",
+                  "gpu:write")
 
 
 def role_has_scope(role: str, scope: str) -> bool:

@@ -4,15 +4,24 @@ from allauth.account.views import LoginView
 from django.conf import settings
 from django.contrib.auth import login
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from orgs.api.base import client_ip
 from orgs.models import SSOConnection
-from orgs.sso import (SSOError, connection_for_email, oidc_callback, oidc_login_url, saml_acs, saml_login_url,
-                      saml_metadata, sso_sign_in, sso_urls)
+from orgs.sso import (
+    SSOError,
+    connection_for_email,
+    oidc_callback,
+    oidc_login_url,
+    saml_acs,
+    saml_login_url,
+    saml_metadata,
+    sso_sign_in,
+    sso_urls,
+)
 
 BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -29,15 +38,15 @@ def _safe_next(request, candidate: str | None) -> str:
     return settings.LOGIN_REDIRECT_URL
 
 
-def _refused(exc: SSOError) -> HttpResponse:
-    return HttpResponse(f"Single sign-on failed: {exc}", status=403, content_type="text/plain")
+def _refused(request, exc: SSOError) -> HttpResponse:
+    return render(request, "account/sso_error.html", {"reason": str(exc)}, status=403)
 
 
 def _signed_in(request, connection: SSOConnection, email: str, next_url: str) -> HttpResponse:
     try:
         user = sso_sign_in(connection=connection, email=email, ip=client_ip(request))
     except SSOError as exc:
-        return _refused(exc)
+        return _refused(request, exc)
     login(request, user, backend=BACKEND)
     request.session["sso_provider"] = connection.provider_id
     return HttpResponseRedirect(_safe_next(request, next_url))
@@ -51,7 +60,7 @@ def sso_login(request, provider_id: str):
         url = (saml_login_url if connection.type == SSOConnection.Type.SAML else oidc_login_url)(
             request, connection, next_url)
     except SSOError as exc:
-        return _refused(exc)
+        return _refused(request, exc)
     return HttpResponseRedirect(url)
 
 
@@ -64,7 +73,7 @@ def saml_acs_view(request, provider_id: str):
     try:
         email = saml_acs(request, connection)
     except SSOError as exc:
-        return _refused(exc)
+        return _refused(request, exc)
     return _signed_in(request, connection, email, request.POST.get("RelayState", ""))
 
 
@@ -84,7 +93,7 @@ def oidc_callback_view(request, provider_id: str):
     try:
         email, next_url = oidc_callback(request, connection)
     except SSOError as exc:
-        return _refused(exc)
+        return _refused(request, exc)
     return _signed_in(request, connection, email, next_url)
 
 

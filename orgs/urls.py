@@ -1,6 +1,6 @@
 from django.urls import path
 
-from orgs import sso_views, views
+from orgs import pages, sso_views, views
 from orgs.api import views as api
 
 urlpatterns = [
@@ -31,4 +31,6 @@ urlpatterns = [
     path("settings/sso", views.sso_settings, name="sso_settings"),
     path("audit", views.audit_page, name="audit"),
     path("accounts/login/", sso_views.DomainRoutingLoginView.as_view(), name="account_login"),
+    path("accounts/confirm-email/resend/", pages.verification_resend, name="account_verification_resend"),
+    path("invitations/<str:token>", pages.invitation_page, name="invitation"),
 ]

@@ -1,4 +1,4 @@
-"""Anthropic Messages (wire-formats §3), with thinking blocks and prompt caching."""
+"""Anthropic Messages (wire-formats §3), with thinking blocks, prompt caching and token counting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sim.http import Context, Event, Json, SimError, Sse, named_event
-from sim.plan import Piece, Plan, Prompt, Tool, fragments, make_plan, new_id, text_of
+from sim.plan import Piece, Plan, Prompt, Tool, fragments, make_plan, new_id, said, text_of
 from sim.text import count_tokens, signature
 
 ERROR_TYPES = {
@@ -22,6 +22,20 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 CACHED: set[str] = set()  # hashes of the prompt prefixes written to the "cache" so far
+# Anthropic's minimum cacheable prompt, by model id prefix (first match; others: DEFAULT_CACHE_MINIMUM). A
+# shorter prefix is never cached, so a 3-token prompt is never a cache read.
+CACHE_MINIMUMS = (
+    ("claude-opus-5", 512),
+    ("claude-fable", 512),
+    ("claude-mythos", 512),
+    ("claude-opus-4-7", 2048),
+    ("claude-opus-4-6", 4096),
+    ("claude-opus-4-5", 4096),
+    ("claude-haiku-4-5", 4096),
+    ("claude-3-5-haiku", 2048),
+    ("claude-3-haiku", 2048),
+)
+DEFAULT_CACHE_MINIMUM = 1024  # Sonnet, Opus 4.8 and 4.1, and any model not listed
 
 
 def error(status: int, message: str) -> dict:
@@ -49,7 +63,7 @@ def prompt(body: dict) -> Prompt:
     pieces += [Piece(_block_text(b), "cache_control" in b) for b in blocks]
     last = body["messages"][-1]["content"]
     results = [b for b in last if b.get("type") == "tool_result"] if isinstance(last, list) else []
-    user_texts = [text_of(m["content"]) for m in body["messages"] if m.get("role") == "user"]
+    user_texts = [said(text_of(m["content"])) for m in body["messages"] if m.get("role") == "user"]
     choice = body.get("tool_choice") or {"type": "auto"}
     mode = {"any": "required", "tool": "required"}.get(choice["type"], choice["type"])
     return Prompt(
@@ -61,8 +75,21 @@ def prompt(body: dict) -> Prompt:
         tool_name=choice.get("name"),
         parallel=choice.get("disable_parallel_tool_use") is False,
         thinking=(body.get("thinking") or {}).get("type") == "enabled",
-        max_output=body["max_tokens"],
+        max_output=body.get("max_tokens"),
+        **_json_output((body.get("output_config") or {}).get("format") or body.get("output_format")),
     )
+
+
+def _json_output(output_format: Any) -> dict:
+    """Structured outputs: ``output_config.format`` (or the beta's ``output_format``) of type json_schema."""
+    if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
+        return {}
+    schema = output_format.get("schema")
+    return {"json_output": True, "output_schema": schema if isinstance(schema, dict) else None}
+
+
+def cache_minimum(model: str) -> int:
+    return next((tokens for prefix, tokens in CACHE_MINIMUMS if model.startswith(prefix)), DEFAULT_CACHE_MINIMUM)
 
 
 def _cache(model: str, pieces: list[Piece]) -> tuple[int, int]:
@@ -70,11 +97,13 @@ def _cache(model: str, pieces: list[Piece]) -> tuple[int, int]:
 
     Like Anthropic, the longest already-cached prefix ending at any block before that breakpoint is read
     (so a growing conversation reads its previous turn), the rest up to the breakpoint is written, and
-    every breakpoint's prefix is stored. There is no minimum cacheable length.
+    every breakpoint's prefix at least the model's minimum cacheable length long is stored; a prompt shorter
+    than that up to its last breakpoint is neither read nor written.
     """
     marks = {i for i, piece in enumerate(pieces) if piece.breakpoint}
     if not marks:
         return 0, 0
+    minimum = cache_minimum(model)
     running, tokens, read = hashlib.sha256(model.encode()), 0, 0
     for index, piece in enumerate(pieces[: max(marks) + 1]):
         running.update(json.dumps(piece.text).encode())
@@ -82,9 +111,19 @@ def _cache(model: str, pieces: list[Piece]) -> tuple[int, int]:
         digest = running.hexdigest()
         if digest in CACHED:
             read = tokens
-        if index in marks:
+        if index in marks and tokens >= minimum:
             CACHED.add(digest)
-    return read, tokens - read
+    return (read, tokens - read) if tokens >= minimum else (0, 0)
+
+
+def count(body: dict, ctx: Context) -> Json:
+    """POST /v1/messages/count_tokens: the prompt a call with this body would be billed as (its input,
+    cache read and cache write tokens together)."""
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise SimError(400, "messages: at least one message is required")
+    if unknown := sorted(set(body) & {"max_tokens", "stream"}):
+        raise SimError(400, f"{unknown[0]}: Extra inputs are not permitted")
+    return Json({"input_tokens": prompt(body).tokens})
 
 
 def handle(body: dict, ctx: Context) -> Json | Sse:

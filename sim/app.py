@@ -6,7 +6,7 @@ Routes (each also under a directive prefix), by the provider whose base URL they
   POST /v1/audio/transcriptions (multipart), POST /v1/videos (JSON or multipart), GET /v1/videos,
   GET and DELETE /v1/videos/{id}, GET /v1/videos/{id}/content?variant=video|thumbnail|spritesheet,
   POST /v1/videos/{id}/remix.
-- Anthropic: POST /v1/messages.
+- Anthropic: POST /v1/messages, POST /v1/messages/count_tokens.
 - Gemini: POST /v1beta/models/{model}:generateContent and :streamGenerateContent?alt=sse (also under /v1/);
   image models (an id containing "image" or "t2i") answer inline PNGs.
 - fal's queue (``/fal`` for https://queue.fal.run): POST /fal/{owner}/{app}[/{path}][?fal_webhook=URL],
@@ -15,7 +15,8 @@ Routes (each also under a directive prefix), by the provider whose base URL they
 - RunPod (``/runpod/v2`` for https://api.runpod.ai/v2): POST /runpod/v2/{endpoint}/run,
   /runsync[?wait=ms], /cancel/{id}, /retry/{id}, /purge-queue; GET /runpod/v2/{endpoint}/status/{id},
   /stream/{id}, /health. REST (``/runpod/rest/v1`` for https://rest.runpod.io/v1): POST and GET
-  /runpod/rest/v1/endpoints, GET, PATCH and DELETE /runpod/rest/v1/endpoints/{endpoint}.
+  /runpod/rest/v1/endpoints, GET, PATCH and DELETE /runpod/rest/v1/endpoints/{endpoint}; POST
+  /runpod/rest/v1/templates, GET and DELETE /runpod/rest/v1/templates/{template}.
 - Fish Audio (``/fish`` for https://api.fish.audio): POST /fish/v1/tts, POST /fish/v1/asr (multipart),
   POST /fish/model (multipart), GET and DELETE /fish/model/{id}.
 Outside them: GET /health; GET /_sim/requests?limit=N (the last 500 requests, newest first, keys redacted to
@@ -97,6 +98,7 @@ RUNPOD = r"/runpod/v2/(?P<endpoint>[^/]+)"
 RUNPOD_JOB = r"/(?P<id>[^/]+)"
 RUNPOD_REST = r"/runpod/rest/v1/endpoints"
 RUNPOD_ENDPOINT = RUNPOD_REST + r"/(?P<endpoint>[^/]+)"
+RUNPOD_TEMPLATES = r"/runpod/rest/v1/templates"
 BEARER = frozenset({"bearer"})
 
 
@@ -111,6 +113,7 @@ ROUTES = (
     Route("POST", re.compile(r"/v1/chat/completions"), openai_chat.handle, openai_chat.error),
     Route("POST", re.compile(r"/v1/responses"), responses.handle, openai_chat.error),
     Route("POST", re.compile(r"/v1/messages"), anthropic.handle, anthropic.error),
+    Route("POST", re.compile(r"/v1/messages/count_tokens"), anthropic.count, anthropic.error),
     Route("POST", GEMINI_PATH, gemini.handle, gemini.error),
     Route("GET", re.compile(r"/v1/models"), openai_chat.list_models, openai_chat.error),
     Route("POST", re.compile(r"/v1/images/generations"), images.handle, openai_chat.error),
@@ -140,6 +143,9 @@ ROUTES = (
     _runpod("GET", RUNPOD_ENDPOINT, runpod.get_endpoint),
     _runpod("PATCH", RUNPOD_ENDPOINT, runpod.update_endpoint),
     _runpod("DELETE", RUNPOD_ENDPOINT, runpod.delete_endpoint),
+    _runpod("POST", RUNPOD_TEMPLATES, runpod.create_template),
+    _runpod("GET", RUNPOD_TEMPLATES + r"/(?P<template>[^/]+)", runpod.get_template),
+    _runpod("DELETE", RUNPOD_TEMPLATES + r"/(?P<template>[^/]+)", runpod.delete_template),
     Route("POST", re.compile(r"/fish/v1/tts"), fish.tts, fish.error, auth=BEARER),
     Route("POST", re.compile(r"/fish/v1/asr"), fish.asr, fish.error, form=True, auth=BEARER),
     Route("POST", re.compile(r"/fish/model"), fish.create_model, fish.error, form=True, auth=BEARER),

@@ -18,7 +18,7 @@ from typing import Any
 
 from sim import media
 from sim.http import Context, Json, SimError, Sse, data_event
-from sim.plan import Piece, Plan, Prompt, Tool, make_plan, new_id
+from sim.plan import Piece, Plan, Prompt, Tool, make_plan, new_id, said
 
 STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -65,7 +65,7 @@ def prompt(body: dict) -> Prompt:
     parts = [*(system.get("parts") or []), *(p for c in contents for p in c.get("parts") or [])]
     pieces = [Piece(json.dumps(t)) for t in tools] + [Piece(_part_text(p)) for p in parts]
     results = [r for p in contents[-1].get("parts") or [] if (r := _get(p, "functionResponse")) is not None]
-    users = [_texts(c) for c in contents if c.get("role", "user") == "user"]
+    users = [said(_texts(c)) for c in contents if c.get("role", "user") == "user"]
     calling = _get(_get(body, "toolConfig") or {}, "functionCallingConfig") or {}
     mode = str(calling.get("mode") or "AUTO").upper()
     generation = _get(body, "generationConfig") or {}
@@ -83,6 +83,8 @@ def prompt(body: dict) -> Prompt:
         tool_name=next(iter(_get(calling, "allowedFunctionNames") or []), None),
         thinking=thinking is not None and _get(thinking, "thinkingBudget") != 0,
         max_output=_get(generation, "maxOutputTokens"),
+        json_output=_get(generation, "responseMimeType") == "application/json",
+        output_schema=_get(generation, "responseJsonSchema") or _get(generation, "responseSchema"),
     )
 
 

@@ -9,7 +9,7 @@ from itertools import takewhile
 from typing import Any
 
 from sim.http import Context, Event, Json, SimError, Sse, data_event
-from sim.plan import Piece, Plan, Prompt, Tool, fragments, make_plan, new_id, text_of
+from sim.plan import Piece, Plan, Prompt, Tool, fragments, make_plan, new_id, said, text_of
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -41,13 +41,12 @@ def prompt(body: dict) -> Prompt:
     results = [
         text_of(m.get("content")) for m in takewhile(lambda m: m["role"] == "tool", reversed(messages))
     ]
+    users = [said(text_of(m.get("content"))) for m in messages if m.get("role") == "user"]
     choice = body.get("tool_choice") or "auto"
     named = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
     return Prompt(
         pieces=pieces,
-        user_text=next(
-            (text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
-        ),
+        user_text=next((t for t in reversed(users) if t), ""),
         tool_result=" ".join(reversed(results)) if results else None,
         tools=[Tool(t["function"]["name"], t["function"].get("parameters") or {}) for t in tools],
         tool_mode="required" if named else choice if isinstance(choice, str) else "auto",
@@ -55,7 +54,18 @@ def prompt(body: dict) -> Prompt:
         parallel=body.get("parallel_tool_calls") is True,
         thinking=body.get("reasoning_effort") not in (None, "none"),
         max_output=body.get("max_completion_tokens") or body.get("max_tokens"),
+        **json_output(body.get("response_format"), schema_field="json_schema"),
     )
+
+
+def json_output(response_format: Any, *, schema_field: str | None) -> dict:
+    """The Prompt fields of an OpenAI ``response_format`` (chat) or ``text.format`` (responses): json_object
+    asks for JSON, json_schema for JSON of its schema (nested under ``schema_field`` in chat's)."""
+    if not isinstance(response_format, dict) or response_format.get("type") not in ("json_object", "json_schema"):
+        return {}
+    holder = (response_format.get(schema_field) or {}) if schema_field else response_format
+    schema = holder.get("schema") if response_format["type"] == "json_schema" else None
+    return {"json_output": True, "output_schema": schema if isinstance(schema, dict) else None}
 
 
 def usage(plan: Plan) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,7 +42,7 @@ class Tool:
 @dataclass
 class Prompt:
     pieces: list[Piece]
-    user_text: str = ""  # the last user text: seeds the reply and the tool arguments
+    user_text: str = ""  # what the user said last (``said``): seeds the reply and the tool calls
     tool_result: str | None = None  # set when the conversation ends with tool results
     tools: list[Tool] = field(default_factory=list)
     tool_mode: ToolMode = "auto"
@@ -49,6 +50,8 @@ class Prompt:
     parallel: bool = False  # explicitly allowed: call every offered tool
     thinking: bool = False
     max_output: int | None = None
+    json_output: bool = False  # the client asked for JSON (a response format or MIME type)
+    output_schema: dict | None = None  # ...satisfying this JSON (or Gemini OpenAPI) schema
 
     @property
     def tokens(self) -> int:
@@ -86,21 +89,21 @@ class Plan:
 
 
 def make_plan(prompt: Prompt, directives: Directives) -> Plan:
-    """Tool calls when tools are offered and allowed (never right after a tool result), else text.
+    """Tool calls when the user asks for offered tools (``asked_for``) or the client forces one, never right
+    after a tool result; else text.
 
     The output cap (max_tokens and kin) truncates only the reply words, not calls or reasoning.
     """
-    calls: list[Call] = []
+    calls = [Call(tool.name, arguments_for(tool.schema, prompt.user_text)) for tool in _called(prompt)]
     text: list[str] = []
-    offered = prompt.tools if prompt.tool_mode != "none" and prompt.tool_result is None else []
-    if offered:
-        forced = [t for t in offered if t.name == prompt.tool_name]
-        chosen = forced or (offered if prompt.parallel else offered[:1])
-        calls = [Call(tool.name, arguments_for(tool.schema, prompt.user_text)) for tool in chosen]
-    else:
+    if not calls:
         reply = " ".join(reply_words(prompt.user_text, directives.words))
         if prompt.tool_result is not None:
             reply = f"Tool result: {prompt.tool_result} {reply}"
+        if prompt.output_schema is not None:  # structured output: a value of the schema (routers, agents)
+            reply = json.dumps(arguments_for(prompt.output_schema, prompt.user_text))
+        elif prompt.json_output:
+            reply = json.dumps({"reply": reply})
         text = chunks(reply)
     cap = prompt.max_output if prompt.max_output is not None else len(text)
     thinking = chunks(" ".join(thinking_words(prompt.user_text))) if prompt.thinking else []
@@ -115,6 +118,43 @@ def make_plan(prompt: Prompt, directives: Directives) -> Plan:
         cached_tokens=min(directives.cached, prompt_tokens),
         reasoning_tokens=reasoning,
     )
+
+
+def _called(prompt: Prompt) -> list[Tool]:
+    """The tools to call: the one the client names, else those the user asked for, else, where the client
+    requires a call, those offered; every one where parallel calls are allowed, else the first."""
+    if not prompt.tools or prompt.tool_mode == "none" or prompt.tool_result is not None:
+        return []
+    forced = [tool for tool in prompt.tools if tool.name == prompt.tool_name]
+    chosen = forced or asked_for(prompt.tools, prompt.user_text)
+    if not chosen and prompt.tool_mode == "required":
+        chosen = prompt.tools
+    return chosen if prompt.parallel else chosen[:1]
+
+
+def asked_for(tools: list[Tool], text: str) -> list[Tool]:
+    """The offered tools ``text`` asks for: by name (``get_weather``, "get weather"), or, for a ``get_<thing>``
+    tool, by asking about the thing ("What is the weather in Paris?"). An agent's prompt that names no tool
+    ("Say hi") gets an answer, not a call of the first tool offered."""
+    words = f" {_words(text)} "
+    return [tool for tool in tools
+            if f" {(name := _words(tool.name))} " in words
+            or (name.startswith("get ") and f" {name.removeprefix('get ')} " in words)]
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+# Context an agent wraps in a tag of its own (Claude Code's <system-reminder>, Gemini CLI's <session_context>,
+# Codex's <environment_context>) is not what the user said: it counts as prompt, but replies and tool calls
+# follow the user's words.
+CONTEXT_BLOCK = re.compile(r"<([a-z][\w-]*)>.*?</\1>", re.S)
+
+
+def said(text: str) -> str:
+    """What the user said in ``text``: without the agents' context blocks."""
+    return CONTEXT_BLOCK.sub("", text).strip()
 
 
 def text_of(content: Any, types: tuple[str, ...] = ("text",)) -> str:

@@ -9,8 +9,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from sim import openai_chat
 from sim.http import Context, Event, Json, Sse, named_event
-from sim.plan import Piece, Plan, Prompt, Tool, fragments, make_plan, new_id, text_of
+from sim.plan import Piece, Plan, Prompt, Tool, fragments, make_plan, new_id, said, text_of
 
 TEXT_PARTS = ("input_text", "output_text", "text")
 
@@ -37,13 +38,17 @@ def prompt(body: dict) -> Prompt:
             pieces.append(Piece(_output_text(item.get("output"))))
     trailing = itertools.takewhile(lambda i: i.get("type") == "function_call_output", reversed(items))
     results = [_output_text(i.get("output")) for i in trailing][::-1]
-    users = [i for i in items if i.get("type", "message") == "message" and i.get("role") == "user"]
+    users = [
+        said(text_of(i.get("content"), TEXT_PARTS))
+        for i in items
+        if i.get("type", "message") == "message" and i.get("role") == "user"
+    ]
     choice = body.get("tool_choice") or "auto"
     named = choice.get("name") if isinstance(choice, dict) else None
     reasoning = body.get("reasoning")
     return Prompt(
         pieces=pieces,
-        user_text=text_of(users[-1].get("content"), TEXT_PARTS) if users else "",
+        user_text=next((t for t in reversed(users) if t), ""),
         tool_result=" ".join(results) if results else None,
         tools=[Tool(t["name"], t.get("parameters") or {}) for t in tools],
         tool_mode="required" if named else choice if isinstance(choice, str) else "auto",
@@ -51,6 +56,7 @@ def prompt(body: dict) -> Prompt:
         parallel=body.get("parallel_tool_calls") is True,
         thinking=reasoning is not None and reasoning.get("effort") != "none",
         max_output=body.get("max_output_tokens"),
+        **openai_chat.json_output((body.get("text") or {}).get("format"), schema_field=None),
     )
 
 

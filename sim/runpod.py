@@ -1,5 +1,6 @@
 """RunPod Serverless: the queue API (``https://api.runpod.ai/v2`` → ``/runpod/v2``) and REST endpoint
-management (``https://rest.runpod.io/v1/endpoints`` → ``/runpod/rest/v1/endpoints``), state in memory.
+management (``https://rest.runpod.io/v1/endpoints`` and ``/templates`` → ``/runpod/rest/v1/…``), state in
+memory.
 
 Queue: ``POST /{ep}/run`` → ``{id, status: IN_QUEUE}``; ``/runsync[?wait=ms]`` waits (on the sim clock, 1 s to
 5 min, default 90 s) and answers the job as it then is; ``GET /status/{id}`` and ``/stream/{id}`` →
@@ -11,6 +12,8 @@ deletes the job (status 404) if still unfinished; results are kept 30 min (1 min
 The queue holds more than max(50, workersMax × 500) jobs only by answering 429. Endpoint ids nobody created
 work as endpoints with REST defaults (so a fixed id serves the demo); deleted ones answer 404.
 
+Workers: an endpoint's image name (or its id, for endpoints nobody created) says what it runs — see ``_work``.
+
 Scripting: ``input.__sim`` (or a top-level ``sim`` object, or a path prefix) takes the job directives of
 ``sim.http.Directives``, with RunPod's names ``delay_ms`` for queue_ms and ``exec_ms`` for run_ms; outcomes
 may be spelt FAILED, CANCELLED, TIMED_OUT. Workers: a ComfyUI endpoint (its image names comfy) or a job with
@@ -20,6 +23,7 @@ a ``workflow`` runs ``sim.comfy``; any other echoes its input as ``{"echo": inpu
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 import string
@@ -27,7 +31,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sim import clock, comfy, jobs, webhooks
+from sim import clock, comfy, jobs, media, webhooks
 from sim.http import Context, Json, Raw, SimError, sim_object
 from sim.jobs import Job
 
@@ -80,6 +84,7 @@ class Run(Job):
 
 
 ENDPOINTS: dict[str, dict] = {}
+TEMPLATES: dict[str, dict] = {}
 DELETED: set[str] = set()
 RUNS: dict[str, Run] = {}
 _hooks: dict[str, webhooks.Hook] = {}  # by job id, to send again after a retry
@@ -220,10 +225,20 @@ def _policy(policy: dict, name: str, default: int, least: int) -> int:
 
 
 def _work(endpoint: dict, job_input: dict) -> tuple[dict | None, str | None]:
-    """What the endpoint's worker answers: ComfyUI's output or error, or the input echoed back."""
-    image = str((endpoint.get("template") or {}).get("imageName", ""))
-    if "comfy" in image.lower() or "workflow" in job_input:
+    """What the endpoint's worker answers, by what it runs (its image's name, or its id): ComfyUI's output
+    or error; a text-to-image model's PNGs (sdxl, flux…) or a video model's MP4 (wan…), in the ComfyUI
+    worker's base64 shape; otherwise the input echoed back."""
+    worker = f"{(endpoint.get('template') or {}).get('imageName', '')} {endpoint.get('id', '')}".lower()
+    if "comfy" in worker or "workflow" in job_input:
         return comfy.run(job_input)
+    seed = json.dumps(job_input, sort_keys=True)
+    if any(name in worker for name in ("sdxl", "flux", "diffusion")):
+        width, height = int(job_input.get("width", 1024)), int(job_input.get("height", 1024))
+        data = media.image(width, height, seed)
+        return {"images": [{"filename": "out.png", "type": "base64", "data": base64.b64encode(data).decode()}]}, None
+    if any(name in worker for name in ("wan", "video")):
+        data = media.video(832, 480, float(job_input.get("seconds", 5)), seed)
+        return {"video": {"filename": "clip.mp4", "type": "base64", "data": base64.b64encode(data).decode()}}, None
     return {"echo": job_input}, None
 
 
@@ -264,19 +279,54 @@ def _endpoint(endpoint_id: str) -> dict:
 # REST endpoint management
 
 
+def create_template(body: dict, ctx: Context) -> Json:
+    """``POST /templates``: a worker image and its environment, which endpoints run."""
+    name, image = body.get("name"), body.get("imageName")
+    if not isinstance(name, str) or not name or not isinstance(image, str) or not image:
+        raise SimError(400, "name and imageName are required.")
+    if not isinstance(body.get("env", {}), dict):
+        raise SimError(400, "env must be an object of strings.")
+    template_id = _random_id(10)
+    TEMPLATES[template_id] = {
+        "id": template_id, "name": name, "imageName": image, "isServerless": bool(body.get("isServerless")),
+        "env": body.get("env") or {}, "containerDiskInGb": body.get("containerDiskInGb", 10),
+        "category": body.get("category", "NVIDIA"),
+    }
+    return Json(TEMPLATES[template_id])
+
+
+def get_template(body: dict, ctx: Context) -> Json:
+    return Json(_template(ctx.params["template"]))
+
+
+def delete_template(body: dict, ctx: Context) -> Raw:
+    del TEMPLATES[_template(ctx.params["template"])["id"]]
+    return Raw(b"", "application/json", 204)
+
+
+def _template(template_id: str) -> dict:
+    if template_id not in TEMPLATES:
+        raise SimError(404, "Template not found.")
+    return TEMPLATES[template_id]
+
+
+def _random_id(length: int) -> str:
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(length))
+
+
 def create_endpoint(body: dict, ctx: Context) -> Json:
     template_id, image = body.get("templateId"), body.get("imageName")
     if not template_id and not image:
         raise SimError(400, "templateId is required (or imageName, which makes a template for it).")
-    endpoint_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(14))
-    template_id = template_id or "".join(
-        secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10)
-    )
+    if template_id and template_id not in TEMPLATES:
+        raise SimError(400, f"Template {template_id} does not exist.")
+    endpoint_id = _random_id(14)
+    template = TEMPLATES.get(template_id) or {"id": _random_id(10), "imageName": image, "isServerless": True}
     endpoint = {
         "id": endpoint_id,
         "name": body.get("name") or f"endpoint-{endpoint_id}",
-        "templateId": template_id,
-        "template": {"id": template_id, "imageName": image or "", "isServerless": True},
+        "templateId": template["id"],
+        "template": template,
         **ENDPOINT_DEFAULTS,
         "createdAt": datetime.fromtimestamp(clock.now_ms() / 1000, UTC).isoformat().replace("+00:00", "Z"),
         "userId": "user_simulator",
@@ -300,7 +350,8 @@ def update_endpoint(body: dict, ctx: Context) -> Json:
     updated = _configured(endpoint, body)
     updated["version"] = endpoint["version"] + 1
     if "templateId" in body:
-        updated["template"] = {**endpoint["template"], "id": body["templateId"]}
+        updated["template"] = _template(body["templateId"]) if body["templateId"] in TEMPLATES else {
+            **endpoint["template"], "id": body["templateId"]}
     ENDPOINTS[endpoint["id"]] = updated
     return Json(updated)
 

@@ -147,8 +147,9 @@ def start_gateway(**settings: str) -> tuple[str, subprocess.Popen]:
     """A gateway process, whose public URL is its own; ``settings`` override its environment (HYPEREAL_…)."""
     port = free_port()
     env = {**gateway_env(), "HYPEREAL_PUBLIC_URL": f"http://127.0.0.1:{port}", **settings}
-    proc = start_process([sys.executable, "-m", "uvicorn", "hypereal.asgi:application", "--host", "127.0.0.1",
-                          "--port", str(port), "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
+    proc = start_process([sys.executable, "-m", "uvicorn", "hypereal.asgi:application", "--http",
+                          "gateway.server:GatewayHttp", "--host", "127.0.0.1", "--port", str(port), "--lifespan",
+                          "on", "--no-access-log", "--log-level", "warning"],
                          f"http://127.0.0.1:{port}/health", env=env)
     return f"http://127.0.0.1:{port}", proc
 

@@ -115,7 +115,7 @@ def test_pages_fit_a_phone(gateway_url, member_with_history, page):
     page.click("button[type=submit]")
     page.wait_for_url(f"{gateway_url}/usage")
     page.goto(f"{gateway_url}/usage?org={acct.org.slug}")  # remembered for the pages that follow
-    for path in ("/usage", "/keys", "/billing", "/settings", "/audit"):
+    for path in ("/usage", "/playground", "/models", "/keys", "/billing", "/settings", "/audit"):
         page.goto(f"{gateway_url}{path}")
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{path} scrolls sideways by {overflow}px on a phone"

@@ -112,6 +112,17 @@ def test_budget_alerts_go_out_once_each_to_creator_owners_and_billing():
 
 
 @pytest.mark.django_db
+def test_the_heads_up_never_arrives_after_the_hard_cap():
+    creator = user_create(email="leap@example.test")
+    key, _ = api_key_create(organization=creator.memberships.get().organization, name="ci", created_by=creator,
+                            monthly_spend_limit=10 * MICRO)
+    month = timezone.now().strftime("%Y-%m")
+    assert budget_alert_send(key_id=key.pk, month=month, threshold=100)  # one call took it past both
+    assert ["80%" in m.subject for m in mail.outbox] == [True, False], "80 % first, then 100 %"
+    assert not budget_alert_send(key_id=key.pk, month=month, threshold=80), "and the 80 % is never sent twice"
+
+
+@pytest.mark.django_db
 def test_auto_disable_turns_the_key_off_at_its_limit_and_audits_it():
     owner = user_create(email="own@example.test")
     key, _ = api_key_create(organization=owner.memberships.get().organization, name="ci", created_by=owner,

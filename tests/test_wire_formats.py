@@ -1,13 +1,17 @@
 """Every client wire format against every upstream format, through a live gateway and simulator.
 
 The official SDKs are the clients: anthropic (/v1/messages), openai (/v1/responses and chat
-completions), google-genai (/v1beta/models/…), and plain HTTP for /v1/gemini. Each call checks the
+completions), google-genai (/v1beta/models/…), and plain HTTP for /v1/gemini; then the Vercel AI SDK
+(node) and the openai-agents SDK as their users set them up. Each call checks the
 answer (text, tool calls), its usage in the format's own convention, and that the cost it reports is
 the one logged and charged for its request id. The simulator's answers are deterministic
 (sim/text.py), so the expected text and output token counts are known in advance.
 """
 
+import asyncio
 import json
+import os
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,9 +27,9 @@ from google.genai import types
 
 from billing.models import LedgerEntry
 from billing.money import MICRO
-from gateway.demo import DEMO_CHAT_MODELS, DEMO_FORMAT_MODELS
+from gateway.catalog_file import catalog_file_read
 from sim.text import reply_words, thinking_words
-from tests.conftest import start_gateway, stop_process
+from tests.conftest import ROOT, start_gateway, stop_process
 from usage.models import RequestLog
 
 CLAUDE, HAIKU = "claude-sonnet-4-6", "claude-haiku-4-5"  # Anthropic upstream
@@ -36,6 +40,11 @@ STREAMING = pytest.mark.parametrize("stream", [False, True], ids=["whole", "stre
 
 TOOL_RESULT = "18 degrees and sunny"
 WEATHER_QUESTION = "What is the weather in Paris?"  # the simulator calls get_weather(city="Paris")
+WEATHER_AND_TIME = "What are the weather and the time in Paris?"  # ... and get_time, where parallel calls may be
+# Anthropic caches no prompt shorter than the model's minimum (4,096 tokens on claude-haiku-4-5): the context a
+# cached prompt carries.
+LONG_CONTEXT = "The project notes the assistant keeps in mind across the conversation. " * 240
+PRICES = {model_id: model.prices for model_id, model in catalog_file_read().models.items()}  # µcr per MTok
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 ANTHROPIC_TOOL = {"name": "get_weather", "description": "Current weather for a city.", "input_schema": CITY}
 RESPONSES_TOOL = {"type": "function", "name": "get_weather", "description": "Current weather for a city.",
@@ -86,14 +95,12 @@ class Tokens:
     reasoning: int | None = None
 
     def priced(self, model: str) -> int:
-        """The cost at the demo catalog's credits per million tokens, rounded up once."""
-        table = DEMO_CHAT_MODELS[model][0] if model in DEMO_CHAT_MODELS else DEMO_FORMAT_MODELS[model][1]
-        price = {field: Decimal(table.get(field, "0")) for field in ("input", "cached_input", "cache_write",
-                                                                         "output")}
+        """The cost at the catalog file's prices (micro-credits per million tokens), rounded up once."""
+        price = PRICES[model]
         uncached = self.input - self.cached - self.cache_write
-        credits = (uncached * price["input"] + self.cached * price["cached_input"]
-                   + self.cache_write * price["cache_write"] + self.output * price["output"]) / 1_000_000
-        return int((credits * MICRO).to_integral_value(ROUND_CEILING))
+        micro = Decimal(uncached * price["input"] + self.cached * price["cached_input"]
+                        + self.cache_write * price["cache_write"] + self.output * price["output"]) / 1_000_000
+        return int(micro.to_integral_value(ROUND_CEILING))
 
 
 def anthropic_tokens(usage) -> Tokens:
@@ -658,7 +665,7 @@ def test_responses_parallel_function_calls_arrive_as_separate_items(gateway_url,
                                                                     stream):
     clock = {"type": "function", "name": "get_time", "description": "Local time in a city.",
              "parameters": CITY}
-    reply = responses_call(oai, wire, stream=stream, model=model, input=WEATHER_QUESTION,
+    reply = responses_call(oai, wire, stream=stream, model=model, input=WEATHER_AND_TIME,
                            tools=[RESPONSES_TOOL, clock], parallel_tool_calls=True)
     calls = [item for item in reply.answer.output if item.type == "function_call"]
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris"}),
@@ -930,8 +937,8 @@ def test_v1_mirror_serves_every_format(gateway_url, account):
 @STREAMING
 def test_hypereal_cache_bills_a_repeated_prompt_at_the_cached_rate(gateway_url, account, claude, stream):
     marker = uuid.uuid4().hex  # the simulator's cache is shared by the whole session
-    params = {"model": HAIKU, "max_tokens": 256,
-              "messages": [{"role": "user", "content": f"A long prompt worth caching, tagged {marker}"}]}
+    prompt = f"{LONG_CONTEXT}A long prompt worth caching, tagged {marker}"
+    params = {"model": HAIKU, "max_tokens": 256, "messages": [{"role": "user", "content": prompt}]}
     first = claude_call(claude, stream=stream, **params)
     assert (first.tokens.cache_write, first.tokens.cached) == (first.tokens.input, 0)  # all of it written
     assert_billed(gateway_url, account, first, model=HAIKU, stream=stream)
@@ -958,7 +965,7 @@ def test_hypereal_cache_can_be_turned_off(gateway_url, account, claude, sim_url)
 
 def test_hypereal_cache_leaves_the_clients_own_breakpoints_alone(gateway_url, account, claude, sim_url):
     marker = uuid.uuid4().hex
-    system = [{"type": "text", "text": f"You are a careful assistant {marker}",
+    system = [{"type": "text", "text": f"You are a careful assistant {marker}. {LONG_CONTEXT}",
                "cache_control": {"type": "ephemeral"}}]
     question = [{"role": "user", "content": "A question after the cached system prompt"}]
     reply = claude_call(claude, stream=False, model=HAIKU, max_tokens=256, system=system, messages=question)
@@ -1025,7 +1032,7 @@ def test_model_list_shows_where_and_at_what_price_each_model_is_served(gateway_u
     assert gpt["aliases"] == []
     unit = {"unit": "credits per million tokens"}
     assert claude["pricing"] == {**unit, "input": 300, "cached_input": 30, "cache_write": 375, "output": 1500}
-    assert gpt["pricing"] == {**unit, "input": 125, "cached_input": 12.5, "cache_write": 0, "output": 1000}
+    assert gpt["pricing"] == {**unit, "input": 500, "cached_input": 50, "cache_write": 0, "output": 3000}
 
 
 # --- keep-alives ------------------------------------------------------------------------------------------
@@ -1072,3 +1079,106 @@ def test_a_quiet_gemini_stream_stays_pure_data_lines(pinging_gateway_url, accoun
         raw = b"".join(resp.iter_raw())
     lines = [line for line in raw.split(b"\n") if line]
     assert lines and all(line.startswith(b"data: ") for line in lines)
+
+
+# --- the Vercel AI SDK (node, pinned in tests/clients) ---------------------------------------------------
+
+AI_SDK = ROOT / "tests" / "clients"
+
+
+@pytest.fixture(scope="module")
+def ai_sdk_installed() -> None:
+    if not (AI_SDK / "node_modules" / "ai").exists():
+        if os.environ.get("CI"):
+            pytest.fail("tests/clients is not installed: `make test-deps` installs it")
+        pytest.skip("tests/clients is not installed (run `make test-deps`)")
+
+
+def ai_sdk(gateway_url: str, key: str, **spec) -> dict:
+    """One AI SDK call (tests/clients/ai_sdk.mjs), with the base URL its provider takes."""
+    done = subprocess.run(["node", "ai_sdk.mjs", json.dumps(spec)], cwd=AI_SDK, capture_output=True, text=True,
+                          timeout=60, env={"PATH": os.environ["PATH"], "HYPEREAL_URL": gateway_url,
+                                           "HYPEREAL_API_KEY": key})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def assert_charged_once(gateway_url: str, account, request_ids: list[str], model: str) -> None:
+    flush(gateway_url, account.key)
+    for request_id in request_ids:
+        log = RequestLog.objects.get(request_id=request_id)
+        assert (log.model, log.status) == (model, 200) and log.cost > 0
+        (charge,) = LedgerEntry.objects.filter(idempotency_key=f"call:{request_id}")
+        assert charge.amount == -log.cost
+
+
+@STREAMING
+@pytest.mark.parametrize(("provider", "model"), [("anthropic", CLAUDE), ("openai", CODEX), ("openai", GPT),
+                                                 ("openai.chat", GPT), ("google", GEMINI)])
+def test_ai_sdk_answers_and_is_charged_once(ai_sdk_installed, gateway_url, account, provider, model, stream):
+    """createAnthropic and createOpenAI at /api/v1 (the Responses API by default, .chat for completions),
+    createGoogleGenerativeAI at /v1beta."""
+    answer = ai_sdk(gateway_url, account.key, provider=provider, model=model, prompt="Say hi", stream=stream)
+    assert answer["text"] == expected_reply("Say hi")
+    assert answer["usage"]["outputTokens"] == len(reply_words("Say hi"))
+    (request_id,) = answer["requestIds"]
+    assert_charged_once(gateway_url, account, [request_id], model)
+
+
+@pytest.mark.parametrize(("provider", "model"), [("anthropic", CLAUDE), ("openai", CODEX), ("google", GEMINI)])
+def test_ai_sdk_tool_loop_calls_the_tool_then_answers(ai_sdk_installed, gateway_url, account, provider, model):
+    answer = ai_sdk(gateway_url, account.key, provider=provider, model=model, prompt=WEATHER_QUESTION,
+                    weather=True, stream=True)
+    assert answer["toolCalls"] == [{"name": "get_weather", "input": {"city": "Paris"}}]
+    assert answer["text"].startswith("Tool result: ") and "18 degrees and sunny in Paris" in answer["text"]
+    assert len(answer["requestIds"]) == 2, "the call, then the answer after the tool's result"
+    assert_charged_once(gateway_url, account, answer["requestIds"], model)
+
+
+# --- the openai-agents SDK ---------------------------------------------------------------------------------
+
+@STREAMING
+@pytest.mark.parametrize("api", ["responses", "chat_completions"])
+def test_openai_agents_sdk_runs_a_tool_loop(gateway_url, account, api, stream):
+    """An Agent on the SDK's default model (Responses API), or on a chat model over chat completions."""
+    from agents import (
+        Agent,
+        OpenAIChatCompletionsModel,
+        Runner,
+        function_tool,
+        set_default_openai_client,
+        set_tracing_disabled,
+    )
+    from agents.models import get_default_model
+
+    set_tracing_disabled(True)  # the SDK would export traces to OpenAI otherwise
+    request_ids: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        return f"{TOOL_RESULT} in {city}"
+
+    async def remember(response: httpx.Response) -> None:
+        request_ids.append(response.headers["x-request-id"])
+
+    async def run() -> str:
+        client = openai.AsyncOpenAI(base_url=f"{gateway_url}/api/v1", api_key=account.key, max_retries=0,
+                                    http_client=httpx.AsyncClient(event_hooks={"response": [remember]}))
+        set_default_openai_client(client, use_for_tracing=False)
+        model = OpenAIChatCompletionsModel(model=GPT, openai_client=client) if api == "chat_completions" else None
+        agent = Agent(name="Weather", instructions="Use the tools.", tools=[get_weather],
+                      **({"model": model} if model else {}))
+        if stream:
+            result = Runner.run_streamed(agent, WEATHER_QUESTION)
+            async for _ in result.stream_events():
+                pass
+        else:
+            result = await Runner.run(agent, WEATHER_QUESTION)
+        return result.final_output
+
+    final = asyncio.run(run())
+    assert final.startswith(f"Tool result: {TOOL_RESULT} in Paris")
+    assert len(request_ids) == 2, "the tool call, then the answer"
+    served = GPT if api == "chat_completions" else get_default_model()
+    assert_charged_once(gateway_url, account, request_ids, served)

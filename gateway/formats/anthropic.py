@@ -9,17 +9,30 @@ Anthropic's usage counts ``input_tokens`` without cache reads and writes; the ga
 
 from billing.tokens import TokenUsage
 from gateway.catalog import Route, Target
-from gateway.errors import GatewayError, invalid_request
+from gateway.errors import GatewayError
 from gateway.formats.base import (
     ClientRequest,
     NamedEventFormat,
     Observer,
     Price,
     SSEEvent,
+    capped,
     client_request,
     json_bytes,
 )
 from gateway.formats.chat import usage_from_chat
+from gateway.formats.checks import (
+    boolean,
+    checked,
+    integer,
+    named,
+    number,
+    objects,
+    refused,
+    string,
+    string_or_list,
+    with_role,
+)
 from gateway.formats.common import (
     MIN_THINKING_BUDGET,
     THINKING_BUDGETS,
@@ -59,6 +72,8 @@ THINKING_TYPES = ("thinking", "redacted_thinking")
 STREAM_END_EVENTS = ("message_delta", "message_stop")
 ANTHROPIC_VERSION = "2023-06-01"
 ANTHROPIC_PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+NOT_COUNTED = ("max_tokens", "stream", "metadata", "temperature", "top_p", "top_k", "stop_sequences",
+               "service_tier")  # what only a call takes: /messages/count_tokens refuses them
 
 
 # Usage
@@ -518,16 +533,26 @@ class AnthropicObserver(Observer):
         self.usage = usage_from_anthropic(self._usage)
 
 
+ANTHROPIC_FIELDS = {
+    # Claude Code also sends system turns among its messages; Anthropic takes them.
+    "model": string, "messages": objects(with_role(("user", "assistant", "system"), (str, list))),
+    "system": string_or_list,
+    "max_tokens": integer(1), "temperature": number(0, 1), "top_p": number(0, 1), "top_k": integer(0),
+    "stream": boolean, "tools": objects(named()),
+}
+
+
 class AnthropicFormat(NamedEventFormat):
     ping = ANTHROPIC_PING
     request_id_header = "request-id"  # where the anthropic SDK looks for it
     forwarded_headers = (b"anthropic-version", b"anthropic-beta")
 
     def read(self, body: dict, *, model: object = None, stream: bool | None = None) -> ClientRequest:
-        if not isinstance(body.get("messages"), list):
-            raise invalid_request("messages: Field required (a list of messages).", code="invalid_messages")
+        checked(body, ANTHROPIC_FIELDS)
+        if body.get("messages") is None:
+            raise refused("messages", "given (a list of messages)")
         return client_request(body, model=body.get("model"), stream=bool(body.get("stream")),
-                              max_output=body.get("max_tokens"))
+                              max_output=body.get("max_tokens"), max_output_field="max_tokens")
 
     def admits(self, route: Route) -> bool:
         """Every chat model: non-Anthropic ones are translated both ways."""
@@ -566,8 +591,20 @@ class AnthropicFormat(NamedEventFormat):
             headers["anthropic-beta"] = beta
         return f"{target.base_url}/messages", headers, json_bytes(payload)
 
+    def build_count_request(self, target: Target, body: dict, *,
+                            client_headers: dict[str, str]) -> tuple[str, dict[str, str], bytes]:
+        """/messages/count_tokens for the prompt a call with ``body`` would send (Hypereal Cache adds nothing
+        there: breakpoints change what is billed, not how many tokens the prompt has)."""
+        counted = {name: value for name, value in body.items() if name not in NOT_COUNTED}
+        url, headers, payload = self.build_request(target, counted, stream=False, cache=False,
+                                                   client_headers=client_headers)
+        return f"{url}/count_tokens", headers, payload
+
     def request_from_chat(self, chat: dict) -> dict:
         return anthropic_request_from_chat(chat)
+
+    def cap_output(self, body: dict, tokens: int) -> dict:
+        return capped(body, "max_tokens", tokens)
 
     def usage_of(self, answer: dict) -> TokenUsage:
         return usage_from_anthropic(answer.get("usage"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from billing.tokens import TokenUsage
 from gateway.catalog import Route, Target
 from gateway.errors import GatewayError, invalid_request, openai_error_body
+from gateway.formats.checks import refused
 from gateway.sse import encode_data, encode_event, event_field
 
 GATEWAY_FIELDS = ("intent", "hypereal")  # ours: never forwarded upstream
@@ -29,18 +30,23 @@ class ClientRequest:
     intent: object
     stream: bool
     max_output: object  # the client's output cap, if it set one
+    max_output_field: str = "max_tokens"  # where the client set it, for an error that names it
+    choices: int = 1  # answers asked for (n, candidateCount): each may produce max_output
     wants_usage: bool = True  # chat streams carry the usage chunk only when asked
     cache: bool = True  # Hypereal Cache on Anthropic upstreams
     headers: dict[str, str] = field(default_factory=dict)  # client headers an upstream of its format reads
 
 
-def client_request(body: dict, *, model: object, stream: bool, max_output: object, wants_usage: bool = True,
-                   not_forwarded: tuple[str, ...] = ()) -> ClientRequest:
-    """The request of a client body: the gateway's own fields (and ``not_forwarded``) are taken out of it."""
+def client_request(body: dict, *, model: object, stream: bool, max_output: object, max_output_field: str,
+                   choices: object = 1, wants_usage: bool = True, not_forwarded: tuple[str, ...] = ()
+                   ) -> ClientRequest:
+    """The request of a client body (its fields already checked): the gateway's own fields (and
+    ``not_forwarded``) are taken out of it."""
     return ClientRequest(
         body={k: v for k, v in body.items() if k not in GATEWAY_FIELDS and k not in not_forwarded},
-        model=model, intent=body.get("intent"), stream=stream, max_output=max_output, wants_usage=wants_usage,
-        cache=_hypereal_cache(body))
+        model=model, intent=body.get("intent"), stream=stream, max_output=max_output,
+        max_output_field=max_output_field, choices=choices if isinstance(choices, int) else 1,
+        wants_usage=wants_usage, cache=_hypereal_cache(body))
 
 
 def _hypereal_cache(body: dict) -> bool:
@@ -64,6 +70,12 @@ def load_json(raw: bytes) -> object:
 
 def json_bytes(body: dict) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def capped(body: dict, name: str, tokens: int) -> dict:
+    """``body`` with its ``name`` field at most ``tokens`` (a copy, when that changes it)."""
+    asked = body.get(name)
+    return body if type(asked) is int and 0 < asked <= tokens else {**body, name: tokens}
 
 
 class Observer:
@@ -108,10 +120,14 @@ class WireFormat:
         """Whether this format's clients may call the model: Anthropic's are served on /messages only."""
         return route.family != "anthropic"
 
-    def admit(self, route: Route) -> None:
+    def admit(self, route: Route, request: ClientRequest) -> None:
+        """Whether the request may go to the model it was routed to."""
         if not self.admits(route):
             raise invalid_request(f"`{route.public_id}` is an Anthropic model: call it at /v1/messages "
                                   "(the Anthropic Messages API).", code="wrong_endpoint_for_model")
+        limit = route.max_output_tokens
+        if limit and isinstance(request.max_output, int) and request.max_output > limit:
+            raise refused(request.max_output_field, f"at most {limit}, the most `{route.public_id}` writes")
 
     def to_chat(self, request: ClientRequest) -> dict:
         """The request as OpenAI chat, for an upstream of another format."""
@@ -164,6 +180,11 @@ class WireFormat:
     def request_from_chat(self, chat: dict) -> dict:
         """The pivot request in this format."""
         raise NotImplementedError
+
+    def cap_output(self, body: dict, tokens: int) -> dict:
+        """``body`` (in this format) asking for at most ``tokens`` of output, reasoning included."""
+        legacy = "max_tokens" in body and "max_completion_tokens" not in body
+        return capped(body, "max_tokens" if legacy else "max_completion_tokens", tokens)
 
     def read_answer(self, raw: bytes, content_type: str) -> object:
         """A non-stream answer's body (a dict, or anything else when the upstream sent no JSON object)."""

@@ -8,6 +8,7 @@ the gateway-internal extensions (gateway.formats.common) that a strict OpenAI up
 from billing.tokens import TokenUsage
 from gateway.catalog import Target
 from gateway.formats.base import ClientRequest, Observer, Price, WireFormat, client_request, json_bytes
+from gateway.formats.checks import boolean, checked, integer, named, number, objects, string, with_role
 from gateway.sse import encode_data
 
 CHAT_EXTENSIONS = ("reasoning_content", "thinking_blocks")
@@ -149,11 +150,30 @@ class ChatDecoder:
         return []
 
 
+def _chat_tool(tool: dict) -> str | None:
+    """OpenAI's tools name their type; a function tool names its function."""
+    if not isinstance(tool.get("type"), str):
+        return "with a `type` string"
+    return named(("function",))(tool) if tool["type"] == "function" else None
+
+
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+CHAT_FIELDS = {
+    "model": string,
+    "messages": objects(with_role(CHAT_ROLES, (str, list), content_optional=("assistant", "function")),
+                        non_empty=True),
+    "max_tokens": integer(1), "max_completion_tokens": integer(1), "n": integer(1, 128),
+    "temperature": number(0, 2), "top_p": number(0, 1), "stream": boolean, "tools": objects(_chat_tool),
+}
+
+
 class ChatFormat(WireFormat):
     def read(self, body: dict, *, model: object = None, stream: bool | None = None) -> ClientRequest:
+        checked(body, CHAT_FIELDS)
+        field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
         return client_request(
             body, model=body.get("model"), stream=bool(body.get("stream")) if stream is None else stream,
-            max_output=body.get("max_completion_tokens") or body.get("max_tokens"),
+            max_output=body.get(field), max_output_field=field, choices=body.get("n", 1),
             wants_usage=bool((body.get("stream_options") or {}).get("include_usage")))
 
     def to_chat(self, request: ClientRequest) -> dict:

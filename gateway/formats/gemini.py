@@ -13,8 +13,17 @@ from typing import Any
 from billing.tokens import TokenUsage
 from gateway.catalog import Target
 from gateway.errors import GatewayError
-from gateway.formats.base import ClientRequest, Observer, Price, WireFormat, client_request, json_bytes
+from gateway.formats.base import (
+    ClientRequest,
+    Observer,
+    Price,
+    WireFormat,
+    capped,
+    client_request,
+    json_bytes,
+)
 from gateway.formats.chat import usage_from_chat
+from gateway.formats.checks import checked, fields, integer, number, objects, string
 from gateway.formats.common import (
     THINKING_BUDGETS,
     ChatStreamTranslator,
@@ -499,16 +508,32 @@ class GeminiObserver(Observer):
         return raw
 
 
+_GENERATION_CONFIG = fields({
+    name: rule for names, rule in [(("maxOutputTokens", "max_output_tokens"), integer(1)),
+                                   (("candidateCount", "candidate_count"), integer(1, 8)),
+                                   (("temperature",), number(0, 2)), (("topP", "top_p"), number(0, 1))]
+    for name in names})
+GEMINI_FIELDS = {
+    "model": string,
+    "contents": objects(lambda content: None if isinstance(content.get("parts"), list) else "with `parts` an array"),
+    "generationConfig": _GENERATION_CONFIG, "generation_config": _GENERATION_CONFIG, "tools": objects(),
+}
+
+
 class GeminiFormat(WireFormat):
     ping = None  # google-genai reads every line of the stream as JSON: no room for comments
     model_field = "modelVersion"
 
     def read(self, body: dict, *, model: object = None, stream: bool | None = None) -> ClientRequest:
-        config = body.get("generationConfig") or body.get("generation_config") or {}
+        checked(body, GEMINI_FIELDS)
+        config_field = "generationConfig" if "generationConfig" in body else "generation_config"
+        config = body.get(config_field) or {}
+        output_field = "maxOutputTokens" if "maxOutputTokens" in config else "max_output_tokens"
         return client_request(
             body, model=model or body.get("model"),
             stream=bool(body.get("stream")) if stream is None else stream,
-            max_output=config.get("maxOutputTokens") or config.get("max_output_tokens"),
+            max_output=config.get(output_field), max_output_field=f"{config_field}.{output_field}",
+            choices=config.get("candidateCount", config.get("candidate_count", 1)),
             not_forwarded=("model", "stream"))  # a Gemini upstream reads both from its URL
 
     def to_chat(self, request: ClientRequest) -> dict:
@@ -545,6 +570,13 @@ class GeminiFormat(WireFormat):
 
     def request_from_chat(self, chat: dict) -> dict:
         return gemini_request_from_chat(chat)
+
+    def cap_output(self, body: dict, tokens: int) -> dict:
+        name = "generation_config" if "generation_config" in body else "generationConfig"
+        config = body.get(name) or {}
+        field = "max_output_tokens" if "max_output_tokens" in config else "maxOutputTokens"
+        limited = capped(config, field, tokens)
+        return body if limited is config else {**body, name: limited}
 
     def usage_of(self, answer: dict) -> TokenUsage:
         return usage_from_gemini(answer.get("usageMetadata"))

@@ -19,11 +19,13 @@ from gateway.formats.base import (
     Price,
     SSEEvent,
     WireFormat,
+    capped,
     client_request,
     json_bytes,
     load_json,
 )
 from gateway.formats.chat import CHAT, bearer_headers, usage_from_chat
+from gateway.formats.checks import boolean, checked, integer, number, objects, string, string_or_list
 from gateway.formats.common import (
     ChatStreamTranslator,
     TranslationError,
@@ -373,14 +375,21 @@ class ResponsesObserver(Observer):
         return raw
 
 
+RESPONSES_FIELDS = {
+    "model": string, "input": string_or_list, "max_output_tokens": integer(1), "temperature": number(0, 2),
+    "top_p": number(0, 1), "stream": boolean, "tools": objects(),
+}
+
+
 class ResponsesFormat(NamedEventFormat):
     """Upstreams take it natively or not at all, so it has no request from chat, chat answer or decoder."""
 
     def read(self, body: dict, *, model: object = None, stream: bool | None = None) -> ClientRequest:
         if "input" not in body:
             raise invalid_request("Missing required parameter: `input`.", code="missing_input")
+        checked(body, RESPONSES_FIELDS)
         return client_request(body, model=body.get("model"), stream=bool(body.get("stream")),
-                              max_output=body.get("max_output_tokens"))
+                              max_output=body.get("max_output_tokens"), max_output_field="max_output_tokens")
 
     def to_chat(self, request: ClientRequest) -> dict:
         return chat_request_from_responses(request.body)
@@ -411,6 +420,9 @@ class ResponsesFormat(NamedEventFormat):
                       client_headers: dict[str, str]) -> tuple[str, dict[str, str], bytes]:
         payload = {**body, "model": target.upstream_model}
         return f"{target.base_url}/responses", bearer_headers(target), json_bytes(payload)
+
+    def cap_output(self, body: dict, tokens: int) -> dict:
+        return capped(body, "max_output_tokens", tokens)
 
     def read_answer(self, raw: bytes, content_type: str) -> object:
         if content_type == "text/event-stream":

@@ -108,3 +108,50 @@ def in_process(settings):
         settings.PUBLIC_URL = store.url
         return store
     return use
+
+
+@pytest.fixture(scope="session")
+def runpod(committed_db, sim_url):  # noqa: F811
+    """The simulator as a compute provider, with the demo's two hosted models on it."""
+    from gpu.demo import gpu_models_demo_install
+
+    return gpu_models_demo_install(simulator_url=sim_url)
+
+
+@pytest.fixture
+def live_member(gateway_url, make_account, monkeypatch):  # noqa: F811
+    """A browser page signed in (by its session cookie) as a member of a fresh organization, in a role."""
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM reads are still sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from django.conf import settings
+    from django.db import connections
+    from django.test import Client
+    from playwright.sync_api import sync_playwright
+
+    from orgs.models import Membership
+    from orgs.services import user_create
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+
+        def make(role: str = "owner"):
+            acct = make_account(credits="100")
+            user = acct.org.memberships.get().user
+            if role != "owner":
+                user = user_create(email=f"{role}-{acct.org.slug}@example.test")
+                Membership.objects.create(organization=acct.org, user=user, role=role)
+            client = Client()
+            client.force_login(user)
+            context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=gateway_url)
+            context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "url": gateway_url,
+                                  "value": client.cookies[settings.SESSION_COOKIE_NAME].value}])
+            page = context.new_page()
+            page.base_url = gateway_url
+            page.goto(f"{gateway_url}/gpu?org={acct.org.slug}")  # this organization, remembered from here on
+            return page, acct.org
+
+        yield make
+        connections.close_all()  # those this thread opened while Playwright's loop ran: a context of their own
+        browser.close()

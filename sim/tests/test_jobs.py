@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import threading
+import uuid
 
 import av
 import httpx
@@ -346,10 +347,18 @@ def runpod(sim_url: str, method: str, path: str, **kwargs) -> httpx.Response:
     return httpx.request(method, f"{sim_url}/runpod{path}", headers=RUNPOD, **kwargs)
 
 
+def template(sim_url: str, image: str = "example/echo-worker:1") -> str:
+    """A template (RunPod endpoints run one): its id."""
+    created = runpod(sim_url, "POST", "/rest/v1/templates", json={"name": f"t-{uuid.uuid4().hex[:6]}",
+                                                                "imageName": image})
+    assert created.status_code == 200, created.text
+    return created.json()["id"]
+
+
 @pytest.fixture
 def endpoint(sim_url) -> str:
     created = runpod(
-        sim_url, "POST", "/rest/v1/endpoints", json={"templateId": "tpl1234567", "workersMax": 2}
+        sim_url, "POST", "/rest/v1/endpoints", json={"templateId": template(sim_url), "workersMax": 2}
     )
     assert created.status_code == 200
     return created.json()["id"]
@@ -466,7 +475,7 @@ def test_runpod_webhook_retries_twice_unless_failing(sim_url, endpoint, receiver
 
 def test_runpod_queue_full_answers_429(sim_url):
     endpoint = runpod(
-        sim_url, "POST", "/rest/v1/endpoints", json={"templateId": "t", "workersMax": 0}
+        sim_url, "POST", "/rest/v1/endpoints", json={"templateId": template(sim_url), "workersMax": 0}
     ).json()["id"]
     job = {"input": {"__sim": {"delay_ms": 600_000}}}
     with httpx.Client(headers=RUNPOD) as client:
@@ -523,7 +532,7 @@ def test_runpod_comfyui_worker_returns_real_pngs(sim_url):
 def test_runpod_rest_endpoint_management(sim_url):
     body = {
         "name": "flux",
-        "templateId": "tpl0000001",
+        "templateId": template(sim_url),
         "gpuTypeIds": ["NVIDIA L4"],
         "gpuCount": 1,
         "workersMin": 1,
@@ -548,7 +557,7 @@ def test_runpod_rest_endpoint_management(sim_url):
     assert runpod(sim_url, "PATCH", one, json={"workersMin": 9}).status_code == 400
     assert runpod(sim_url, "POST", "/rest/v1/endpoints", json={"name": "no template"}).status_code == 400
     assert (
-        runpod(sim_url, "POST", "/rest/v1/endpoints", json={"templateId": "t", "gpuCount": "1"}).status_code
+        runpod(sim_url, "POST", "/rest/v1/endpoints", json={"templateId": template(sim_url), "gpuCount": "1"}).status_code
         == 400
     )
     assert runpod(sim_url, "DELETE", one).status_code == 204

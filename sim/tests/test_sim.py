@@ -118,8 +118,9 @@ def test_chat_tool_choice_and_parallel_calls(sim_url):
         tool_choice={"type": "function", "function": {"name": "second"}},
     )
     assert [c.function.name for c in named.choices[0].message.tool_calls] == ["second"]
+    both = [{"role": "user", "content": "Call first and second: what is the weather in Oslo?"}]
     with client.chat.completions.stream(
-        model="m", messages=USER, tools=tools, parallel_tool_calls=True
+        model="m", messages=both, tools=tools, parallel_tool_calls=True
     ) as stream:
         calls = stream.get_final_completion().choices[0].message.tool_calls
     assert [c.function.name for c in calls] == ["first", "second"] and calls[0].id != calls[1].id
@@ -388,7 +389,7 @@ def test_messages_prompt_caching_creates_then_reads(sim_url):
     system = [
         {
             "type": "text",
-            "text": f"You are helpful. {uuid.uuid4()} " * 20,
+            "text": f"You are helpful. {uuid.uuid4()} " * 100,  # past the 1,024-token cache minimum
             "cache_control": {"type": "ephemeral"},
         }
     ]
@@ -526,3 +527,78 @@ def test_gemini_failures_and_cuts(sim_url):
     with pytest.raises(BROKEN_STREAM):
         received.extend(cut.models.generate_content_stream(model="g", contents=QUESTION))
     assert "".join(c.text for c in received) == " ".join(reply_words(QUESTION)[:4])
+
+
+# Behaving like a model: tools when asked, caches past their minimum, counts that agree, structured output
+
+
+AGENT_TOOLS = [
+    {"name": name, "description": f"The agent's {name} tool.", "input_schema": {"type": "object"}}
+    for name in ("Bash", "Read", "TodoWrite")
+]
+
+
+def test_offered_tools_are_called_only_when_the_prompt_asks_for_one(sim_url):
+    client = claude(sim_url)
+    hello = client.messages.create(
+        model="c", max_tokens=256, tools=AGENT_TOOLS, messages=[{"role": "user", "content": "Say hi"}]
+    )
+    assert hello.stop_reason == "end_turn"
+    assert hello.content[0].text == " ".join(reply_words("Say hi"))
+    named = client.messages.create(
+        model="c", max_tokens=256, tools=AGENT_TOOLS, messages=[{"role": "user", "content": "Use read on it"}]
+    )
+    assert [(b.type, b.name) for b in named.content] == [("tool_use", "Read")]
+    required = oai(sim_url).chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "Say hi"}],
+        tool_choice="required",
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}],
+    )
+    assert [c.function.name for c in required.choices[0].message.tool_calls] == ["get_weather"]
+
+
+def test_an_agents_context_blocks_are_not_what_the_user_asked(sim_url):
+    """Claude Code wraps its context in <system-reminder> (here naming a tool): the reply follows the user."""
+    reminder = "<system-reminder>\nPlease use the TodoWrite tool to track tasks.\n</system-reminder>"
+    turn = [{"role": "user", "content": [{"type": "text", "text": reminder}, {"type": "text", "text": "Say hi"}]}]
+    answer = claude(sim_url).messages.create(model="c", max_tokens=256, tools=AGENT_TOOLS, messages=turn)
+    assert answer.content[0].text == " ".join(reply_words("Say hi"))
+    assert answer.usage.input_tokens > count_tokens("Say hi"), "the context still counts as prompt"
+
+
+def test_prompt_caching_honours_each_models_minimum_length(sim_url):
+    client = claude(sim_url)
+    tiny = [{"role": "user", "content": [{"type": "text", "text": f"hi {uuid.uuid4().hex[:4]}",
+                                          "cache_control": {"type": "ephemeral"}}]}]
+    for _ in range(2):  # never written, so never read
+        usage = client.messages.create(model="claude-sonnet-4-6", max_tokens=16, messages=tiny).usage
+        assert (usage.cache_creation_input_tokens, usage.cache_read_input_tokens) == (0, 0)
+    system = [{"type": "text", "text": f"Notes {uuid.uuid4()}. " * 250, "cache_control": {"type": "ephemeral"}}]
+    assert 1024 < count_tokens(system[0]["text"]) < 4096
+    haiku = client.messages.create(model="claude-haiku-4-5", max_tokens=16, system=system, messages=USER).usage
+    assert haiku.cache_creation_input_tokens == 0, "below claude-haiku-4-5's 4,096-token minimum"
+    sonnet = client.messages.create(model="claude-sonnet-4-6", max_tokens=16, system=system, messages=USER).usage
+    assert sonnet.cache_creation_input_tokens == count_tokens(system[0]["text"])
+
+
+def test_count_tokens_is_the_prompt_a_call_is_billed_for(sim_url):
+    client = claude(sim_url)
+    tools = [{"name": "get_weather", "description": "Weather.", "input_schema": WEATHER}]
+    counted = client.messages.count_tokens(model="c", system="Be brief.", tools=tools, messages=USER)
+    usage = client.messages.create(model="c", max_tokens=64, system="Be brief.", tools=tools, messages=USER).usage
+    total = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+    assert counted.input_tokens == total > count_tokens(QUESTION)
+
+
+def test_structured_output_follows_the_requested_schema(sim_url):
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "score": {"type": "integer"}}}
+    chat = oai(sim_url).chat.completions.create(
+        model="m", messages=USER,
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+    )
+    assert json.loads(chat.choices[0].message.content) == {"city": "Oslo", "score": 1}
+    config = types.GenerateContentConfig(response_mime_type="application/json", response_json_schema=schema)
+    google_client = gemini(sim_url)  # held: a google-genai client closes itself when collected
+    routed = google_client.models.generate_content(model="g", contents=QUESTION, config=config)
+    assert json.loads(routed.text) == {"city": "Oslo", "score": 1}

@@ -1,5 +1,7 @@
 import os
 
+from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -7,7 +9,7 @@ from apikeys.models import ApiKey
 from apikeys.services import api_key_create, api_key_revoke
 from billing.money import credits_to_micro
 from billing.services import wallet_credit
-from gateway.demo import demo_catalog_install
+from gateway.demo import demo_catalog_install, demo_installed
 from orgs.models import Membership, Organization, User
 from orgs.roles import OWNER
 from orgs.services import organization_create, user_create
@@ -29,12 +31,17 @@ class Command(BaseCommand):
         user = User.objects.filter(email=DEMO_EMAIL).first()
         if user is None:
             user = user_create(email=DEMO_EMAIL, password=password, is_staff=True, is_superuser=True)
+        # Verified, so the login form lets the demo in (new sign-ups still verify by email).
+        EmailAddress.objects.update_or_create(user=user, email=DEMO_EMAIL,
+                                              defaults={"verified": True, "primary": True})
         org = Organization.objects.filter(slug="demo").first() or organization_create(
             name="Demo", slug="demo", owner=user)
         Membership.objects.get_or_create(organization=org, user=user, defaults={"role": OWNER})
         wallet_credit(organization_id=org.pk, amount=credits_to_micro(10_000), idempotency_key="demo:initial-grant",
                       reference="demo bootstrap")
         models = demo_catalog_install()
+        demo_installed.send(sender=self.__class__, organization=org,
+                            simulator_url=settings.HYPEREAL["SIMULATOR_URL"])
         self.stderr.write(f"Demo ready: login {DEMO_EMAIL} / {password}, org `demo`, "
                           f"{len(models)} models on the simulator.")
         if print_key:
