@@ -15,7 +15,7 @@ from gateway.formats.anthropic import ANTHROPIC
 from gateway.formats.base import WireFormat
 from gateway.formats.chat import CHAT
 from gateway.formats.gemini import GEMINI
-from gateway.http import JSON_HEADERS, Receive, Scope, Send, send_json
+from gateway.http import JSON_HEADERS, Receive, Scope, Send, TrackedSend, send_json
 from gateway.info import credits, current_key, list_models
 from gateway.metering import meter
 
@@ -114,17 +114,11 @@ async def dispatch(scope: Scope, receive: Receive, send: Send, route: tuple[Meth
         allowed = ", ".join(methods)
         err = GatewayError(405, "invalid_request_error", f"Use {allowed} for this endpoint.", "method_not_allowed")
         return await send_json(send, 405, _api_of(scope["path"]).error_body(err), {"allow": allowed})
-    started = False
-
-    async def tracked(message: dict) -> None:
-        nonlocal started
-        started = True
-        await send(message)
-
+    tracked = TrackedSend(send)
     try:
         await handler(scope, receive, tracked, **params)
     except Exception as exc:  # the last resort: a bug or an outage the handler did not expect
-        if started:
+        if tracked.started:
             raise  # the answer is under way: the server can only end the connection
         await _unexpected(scope, send, exc)
 

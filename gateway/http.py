@@ -36,6 +36,19 @@ async def read_body(receive: Receive, *, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class TrackedSend:
+    """``send``, remembering whether the response has started: after that, no error response can follow."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send, self.started = send, False
+
+    async def __call__(self, message: dict) -> None:
+        self.started = True
+        await self.send(message)
+
+
 MAX_JSON_DEPTH = 64  # deeper than any API's request needs; translation and logging walk what is accepted
 
 

@@ -27,11 +27,11 @@ class MeterWriteError(Exception):
 
 
 def _serve(conn: Connection) -> None:
-    """The child: write each batch it receives, answer ("ok", None) or ("error", why)."""
-    os.nice(10)  # on a shared core the gateway's calls go first; batches just get larger meanwhile
+    """The child: say it is ready, then write each batch it receives, answer ("ok", None) or ("error", why)."""
     import django
 
-    django.setup()
+    django.setup()  # at the gateway's priority: a starved start-up would hold up the first flush
+    os.nice(10)  # then, on a shared core, the gateway's calls go first; batches just get larger meanwhile
     from django.conf import settings
     from django.db import close_old_connections
 
@@ -39,7 +39,7 @@ def _serve(conn: Connection) -> None:
     from usage.services import call_records_save
 
     loop = asyncio.new_event_loop()  # one for the child's life: the channel layer keeps its connections
-
+    conn.send(("ready", None))
     while True:
         try:
             batch = conn.recv()
@@ -72,7 +72,7 @@ class MeterWriter:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the child ahead of the first flush (it takes a moment to set Django up)."""
+        """Start the child and wait until Django is set up in it, so that no flush waits for that."""
         with self._lock:
             self._running()
 
@@ -113,6 +113,10 @@ class MeterWriter:
                                             daemon=True)
             self._process.start()
             child.close()
+            try:
+                self._conn.recv()  # ("ready", None) once Django is set up in the child
+            except EOFError:
+                raise MeterWriteError("the metering writer process did not start") from None
         return self._conn
 
     def _discard(self) -> None:

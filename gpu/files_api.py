@@ -23,7 +23,17 @@ from gateway.auth import KeyContext, authenticate
 from gateway.call import Call
 from gateway.db import run_db
 from gateway.errors import GatewayError, invalid_request
-from gateway.http import Receive, Scope, Send, encode_headers, header, parse_json_object, read_body, send_json
+from gateway.http import (
+    Receive,
+    Scope,
+    Send,
+    TrackedSend,
+    encode_headers,
+    header,
+    parse_json_object,
+    read_body,
+    send_json,
+)
 from gpu.models import StoredFile
 from gpu.storage import (
     CHUNK_BYTES,
@@ -64,17 +74,11 @@ def _endpoint(params: dict[str, str] | None = None):
         @functools.wraps(handler)
         async def serve(scope: Scope, receive: Receive, send: Send, **path) -> None:
             call = Call(endpoint="storage")
-            started = False
-
-            async def send_tracked(message: dict) -> None:
-                nonlocal started
-                started = True
-                await send(message)
-
+            tracked = TrackedSend(send)
             try:
-                await handler(call, scope, receive, send_tracked, **path)
+                await handler(call, scope, receive, tracked, **path)
             except Exception as exc:
-                if started:  # mid-body: a response cut short is how HTTP says it is incomplete
+                if tracked.started:  # mid-body: a response cut short is how HTTP says it is incomplete
                     log.warning("storage response cut short: %r", exc)
                     return
                 err = _gateway_error(exc, params or {})
