@@ -6,6 +6,10 @@ from urllib.parse import urlparse
 
 import pytest
 
+# The live servers (simulator, gateways, worker, Redis flushed once) as one plugin for every app's tests: a
+# conftest that imported those fixtures would start a second set of them, flushing Redis under the first.
+pytest_plugins = ["tests.live"]
+
 
 def service_reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)

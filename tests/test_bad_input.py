@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import TEST_MAX_BODY_BYTES
+from tests.live import TEST_MAX_BODY_BYTES
 from tests.test_chat_completions import balance
 from usage.models import RequestLog
 

@@ -215,7 +215,7 @@ def test_invalid_json_is_a_bad_request(gateway_url, account):
 
 
 def test_oversized_body_is_413(gateway_url, account):
-    from tests.conftest import TEST_MAX_BODY_BYTES
+    from tests.live import TEST_MAX_BODY_BYTES
 
     huge = "x" * (TEST_MAX_BODY_BYTES + 1)
     resp = httpx.post(f"{gateway_url}/api/v1/chat/completions", headers={"Authorization": f"Bearer {account.key}"},

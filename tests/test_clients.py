@@ -20,7 +20,7 @@ import pytest
 from billing.models import LedgerEntry
 from gateway.catalog_file import catalog_file_read
 from sim.text import reply_words
-from tests.conftest import ROOT
+from tests.live import ROOT
 from usage.models import RequestLog
 
 CLIENTS = ROOT / "tests" / "clients" / "node_modules" / ".bin"

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import start_gateway, stop_process
+from tests.live import start_gateway, stop_process
 from tests.test_chat_completions import balance
 from usage.models import RequestLog
 

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -15,17 +16,32 @@ import pytest
 from billing.models import LedgerEntry, Wallet
 from billing.money import MICRO
 from billing.spendable import spendable_key
-from tests.conftest import free_port, start_gateway, stop_process
+from tests.live import free_port, start_gateway, stop_process
 from tests.test_chat_completions import micro
 from usage.models import RequestLog
 
 LEASE = 2  # seconds: a killed process's reservations come back within LEASE + LEASE / 5
 DEAR = "ft-dear"  # 0.1 credit an output token: its least reservation (1,024 tokens) is about 103 credits
 CHEAP = "ft-cheap"  # about 0.02 credits a call of 20 output tokens
+# Redis database of this module's own: its tests flush Redis, which would take every other gateway's state of
+# the suite with it, and those gateways' reconciliation (a minute apart, one process at a time) would hold
+# off this module's.
+FAULT_REDIS_URL = urlsplit(os.environ.get("REDIS_URL", ""))._replace(path="/13").geturl()
 # A short lease, reconciliation every second (it must never "repair" a right counter under load), no LLM
 # floor (a wallet's whole balance is at stake).
-FAULT_SETTINGS = {"HYPEREAL_LEASE_SECONDS": str(LEASE), "HYPEREAL_RECONCILE_SECONDS": "1",
-                  "HYPEREAL_MIN_BALANCE_CREDITS": "0"}
+FAULT_SETTINGS = {"REDIS_URL": FAULT_REDIS_URL, "HYPEREAL_LEASE_SECONDS": str(LEASE),
+                  "HYPEREAL_RECONCILE_SECONDS": "1", "HYPEREAL_MIN_BALANCE_CREDITS": "0"}
+
+
+@pytest.fixture(scope="module")
+def redis_client():
+    """This module's Redis database, as its gateways see it."""
+    import redis
+
+    client = redis.Redis.from_url(FAULT_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module")

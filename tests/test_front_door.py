@@ -30,7 +30,7 @@ from gateway.playground import (
 from orgs.models import Membership, SSOConnection, User
 from orgs.roles import ADMIN, DEVELOPER, OWNER, ROLES, VIEWER
 from orgs.services import invitation_create, user_create
-from tests.conftest import start_gateway, stop_process
+from tests.live import start_gateway, stop_process
 from tests.factories import org_with_member
 from tests.test_browser import ARTIFACTS, page  # noqa: F401  (page: the Chromium fixture)
 from usage.models import RequestLog

@@ -10,7 +10,7 @@ from django.utils import timezone
 from billing.models import LedgerEntry
 from billing.tokens import TokenUsage
 from gateway.meter_writer import MeterWriteError, MeterWriter
-from tests.conftest import gateway_env
+from tests.live import gateway_env
 from usage.models import RequestLog
 from usage.services import CallRecord
 

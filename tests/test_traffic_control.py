@@ -11,7 +11,7 @@ import pytest
 from openai import OpenAI
 
 from gateway.health import health_snapshot, target_cooldown_set
-from tests.conftest import TEST_COOLDOWN_SECONDS, TEST_READ_TIMEOUT
+from tests.live import TEST_COOLDOWN_SECONDS, TEST_READ_TIMEOUT
 from tests.test_chat_completions import balance
 from usage.models import RequestLog
 

@@ -29,7 +29,7 @@ from billing.models import LedgerEntry
 from billing.money import MICRO
 from gateway.catalog_file import catalog_file_read
 from sim.text import reply_words, thinking_words
-from tests.conftest import ROOT, start_gateway, stop_process
+from tests.live import ROOT, start_gateway, stop_process
 from usage.models import RequestLog
 
 CLAUDE, HAIKU = "claude-sonnet-4-6", "claude-haiku-4-5"  # Anthropic upstream

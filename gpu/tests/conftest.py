@@ -9,21 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import (  # noqa: F401  (the suite's live-server fixtures, used here too)
-    ROOT,
-    celery_worker,
-    committed_db,
-    demo_catalog,
-    free_port,
-    gateway_url,
-    make_account,
-    redis_client,
-    sim_url,
-    smtp_inbox,
-    start_gateway,
-    stop_process,
-    wait_until_healthy,
-)
+from tests.live import ROOT, free_port, start_gateway, stop_process, wait_until_healthy
 
 INPUT_MAX_BYTES = 64 * 1024  # small, so that over-limit bodies stay small too
 S3_BUCKET, S3_PREFIX, S3_REGION = "hypereal-test", "tenant-a", "us-east-1"
@@ -56,7 +42,7 @@ class Store:
 
 
 @pytest.fixture(scope="session")
-def fs_store(committed_db, tmp_path_factory):  # noqa: F811
+def fs_store(committed_db, tmp_path_factory):
     root = tmp_path_factory.mktemp("storage")
     url, proc = storage_gateway_start(HYPEREAL_STORAGE_DIR=str(root))
     yield Store(backend="filesystem", url=url, root=root, storage={
@@ -80,7 +66,7 @@ def s3_url():
 
 
 @pytest.fixture(scope="session")
-def s3_store(committed_db, s3_url):  # noqa: F811
+def s3_store(committed_db, s3_url):
     client = boto3.client("s3", endpoint_url=s3_url, region_name=S3_REGION,
                           aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
@@ -111,7 +97,7 @@ def in_process(settings):
 
 
 @pytest.fixture(scope="session")
-def runpod(committed_db, sim_url):  # noqa: F811
+def runpod(committed_db, sim_url):
     """The simulator as a compute provider, with the demo's two hosted models on it."""
     from gpu.demo import gpu_models_demo_install
 
@@ -119,7 +105,7 @@ def runpod(committed_db, sim_url):  # noqa: F811
 
 
 @pytest.fixture
-def live_member(gateway_url, make_account, monkeypatch):  # noqa: F811
+def live_member(gateway_url, make_account, monkeypatch):
     """A browser page signed in (by its session cookie) as a member of a fresh organization, in a role."""
     # Playwright's sync API runs an event loop in this thread; the test's own ORM reads are still sync.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

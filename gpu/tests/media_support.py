@@ -12,7 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import start_gateway, stop_process
+from tests.live import start_gateway, stop_process
 from tests.test_chat_completions import balance, micro
 from usage.models import RequestLog
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from gpu.storage import url_signature
 from gpu.tests.conftest import INPUT_MAX_BYTES, S3_CREDENTIALS, S3_REGION, storage_gateway_start
-from tests.conftest import stop_process
+from tests.live import stop_process
 
 
 def png_bytes(color: str = "red") -> bytes:

@@ -27,7 +27,7 @@ from gpu.models import Job, JobEvent, StoredFile
 from orgs.models import WebhookDelivery
 from orgs.services import user_create
 from orgs.webhooks import webhook_create
-from tests.conftest import free_port
+from tests.live import free_port
 from usage.models import RequestLog
 
 PER_SECOND = 10 * MICRO  # sora-2 in the demo catalog
@@ -203,7 +203,8 @@ def test_overlapping_polls_and_replays_move_money_once(gateway_url, sim_url, mak
 
 def test_a_worker_that_dies_mid_poll_leaves_the_job_to_the_next_sweep(gateway_url, sim_url, make_account):
     acct = make_account(credits="1000")
-    job = job_of(submit(gateway_url, acct.key, model="kling-v3", duration=5))
+    # No completion webhook: its poll, on the suite's live worker, would race the claims this test makes.
+    job = job_of(submit(gateway_url, acct.key, model="kling-v3", duration=5, sim={"webhook": "lost"}))
     advance(sim_url, 5_000)
     Job.objects.filter(pk=job.pk).update(next_poll_at=timezone.now())
     assert jobs_due_claim(limit=10)  # claimed… and its worker is killed before it polls

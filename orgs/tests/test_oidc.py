@@ -15,7 +15,7 @@ from django.test import Client
 
 from orgs.models import Membership, SSOConnection
 from orgs.roles import ADMIN, VIEWER
-from tests.conftest import free_port, start_process, stop_process
+from tests.live import free_port, start_process, stop_process
 from tests.factories import org_with_member
 
 pytestmark = pytest.mark.django_db

@@ -36,7 +36,7 @@ from orgs.webhooks import (
     webhook_event_emit,
     webhook_request_secret_issue,
 )
-from tests.conftest import free_port
+from tests.live import free_port
 from tests.factories import org_with_member
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""Live servers for end-to-end tests: the simulator and the gateway run as real processes over HTTP."""
+"""Live servers for end-to-end tests: the simulator and the gateway run as real processes over HTTP.
+A plugin of the root conftest, so that every app's tests share one of each."""
 
 import os
 import socket
