@@ -137,7 +137,8 @@ async def _answer(send: Send, call: Call, job: Job) -> None:
 
 @endpoint("gpu")
 async def gpu_model_call(call: Call, scope: Scope, receive: Receive, send: Send, slug: str) -> None:
-    """POST /v1/gpu/{slug} {"input": …}: sync models answer inline when done in time, others 202."""
+    """POST /v1/gpu/{slug} {"input": …}: sync models answer inline when done in time, others 202 — unless
+    the client waits for them, as for a deployment's run."""
     ctx = await authenticate(scope)
     body, _ = await body_read(scope, receive, limit=BODY_LIMIT)
     model = _found(await off_loop(_gpu_model, slug), "GPU model", slug)
@@ -147,6 +148,7 @@ async def gpu_model_call(call: Call, scope: Scope, receive: Receive, send: Send,
                      webhook_url=webhook_url_checked(body.get("webhookUrl")), deployment_id=None,
                      idempotency_key=body.get("idempotency_key"),
                      sync_wait=min(model.max_seconds, settings.HYPEREAL["JOB_WAIT_SECONDS"]) if model.sync else 0)
+    job = await wait_for(job, wait_seconds(scope, body, default=0))  # `Prefer: wait=N` or "sync": true
     await _answer(send, call, job)
 
 

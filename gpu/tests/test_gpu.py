@@ -73,6 +73,19 @@ def test_an_async_gpu_model_queues_and_settles_on_the_reported_seconds(gateway_u
     assert balance(acct.org) == 1000 * MICRO - 312 * MICRO
 
 
+def test_a_client_may_wait_for_an_async_gpu_model(gateway_url, runpod, make_account):
+    """`Prefer: wait=N` holds the request until the job ends, as for videos and deployment runs."""
+    acct = make_account(credits="1000")
+    answer = httpx.post(f"{gateway_url}/v1/gpu/wan-video", timeout=60, json={
+        "input": {"prompt": "a short clip", "__sim": {"delay_ms": 100, "exec_ms": 1_500}}},
+        headers={"Authorization": f"Bearer {acct.key}", "Prefer": "wait=30"})
+    assert answer.status_code == 200, answer.text
+    done = answer.json()
+    assert done["status"] == "succeeded" and done["executionMs"] == 1_500
+    assert done["creditsCharged"] == str(2 * WAN_PER_SECOND // MICRO)  # 2 started seconds
+    assert balance(acct.org) == 1000 * MICRO - 2 * WAN_PER_SECOND
+
+
 def test_seconds_are_capped_at_the_models_maximum(gateway_url, sim_url, runpod, make_account):
     acct = make_account(credits="1000")
     body = call(gateway_url, acct.key, "/v1/gpu/wan-video",
