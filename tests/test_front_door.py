@@ -257,6 +257,37 @@ def test_playground_chat_streams_shows_its_cost_and_opens_its_log_row(front_door
     page.screenshot(path=ARTIFACTS / "playground-log-row.png")
 
 
+def test_playground_generates_an_image_and_speaks(front_door_url, developer, page):
+    """Media models in the same form: the picture is shown and the speech plays, each charged its price."""
+    org, member = developer
+    sign_in(page, front_door_url, member.email, next_path=f"/playground?org={org.slug}")
+    page.wait_for_url(re.compile(r"/playground"))
+    page.get_by_label("Model").select_option("gpt-image-2")
+    page.get_by_label("Prompt", exact=True).fill("a chrome teapot at sunset")
+    page.get_by_role("button", name="Run").click()
+    picture = page.locator(".media-out img")
+    expect(picture).to_have_count(1)
+    picture.evaluate("img => img.decode()")  # the bytes are a picture the browser can draw
+    assert picture.evaluate("img => img.naturalWidth") == 1024
+    expect(page.get_by_test_id("usage")).to_have_text("1 image")
+    image_cost = Decimal(page.get_by_test_id("cost").inner_text())
+    assert image_cost == 5
+
+    page.get_by_label("Model").select_option("audio-tts")
+    page.get_by_label("Text to speak").fill("Welcome to Hypereal.")
+    page.get_by_role("button", name="Run").click()
+    player = page.locator(".media-out audio")
+    expect(player).to_have_count(1)
+    duration = player.evaluate("""audio => new Promise((resolve, reject) => {
+        audio.onloadedmetadata = () => resolve(audio.duration); audio.onerror = () => reject(audio.error);
+        if (audio.readyState >= 1) resolve(audio.duration); })""")
+    assert duration > 0, "the speech is audio the browser can play"
+    expect(page.get_by_test_id("request-link")).not_to_be_empty()
+    speech_cost = Decimal(page.get_by_test_id("cost").inner_text())
+    assert speech_cost > 0
+    expect(page.get_by_test_id("balance")).to_have_text(str(Decimal(1000) - image_cost - speech_cost))
+
+
 def test_a_viewer_cannot_use_the_playground(front_door_url, viewer, page):
     org, member = viewer
     sign_in(page, front_door_url, member.email, next_path=f"/playground?org={org.slug}")
