@@ -45,9 +45,10 @@ def usage_page(request):
         period = period_from({})
     org_id = request.membership.organization_id
     summary = usage_summary(organization_id=org_id, period=period)
+    spent = [m for m in summary["by_model"] if m["cost"]]  # a spend chart: what cost nothing has no slice
     charts = {
-        "byModel": {"labels": [m["model"] for m in summary["by_model"]],
-                    "costs": [float(micro_to_credits(m["cost"])) for m in summary["by_model"]]},
+        "byModel": {"labels": [m["model"] for m in spent],
+                    "costs": [float(micro_to_credits(m["cost"])) for m in spent]},
         "daily": {"labels": [d["day"].isoformat() for d in summary["daily"]],
                   "costs": [float(micro_to_credits(d["cost"])) for d in summary["daily"]],
                   "requests": [d["requests"] for d in summary["daily"]]},

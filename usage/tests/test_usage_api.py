@@ -1,5 +1,7 @@
 import csv
 import io
+import json
+import re
 import uuid
 from datetime import timedelta
 
@@ -163,3 +165,13 @@ def test_retention_deletes_old_logs_in_batches_and_keeps_rollups(org_with_traffi
     assert request_logs_prune(batch_size=1) == 1
     assert RequestLog.objects.filter(organization=org).count() == 4
     assert DailyUsage.objects.filter(organization=org).aggregate(r=Sum("requests"))["r"] == 5
+
+
+def test_the_spend_chart_has_a_slice_only_for_what_cost_something(org_with_traffic):
+    """Failed calls are logged under the model asked for (or none): counted in the log, not in the spend."""
+    org, owner, *_ = org_with_traffic
+    call_records_save(records=[record(org, model="", cost=0, status=400),
+                               record(org, model="gpt-5.55", cost=0, status=400)])
+    page = client_for(owner, org).get("/usage").content.decode()
+    charts = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', page)[1])
+    assert charts["byModel"] == {"labels": ["gpt-5.5", "deepseek-v4-flash"], "costs": [0.008, 0.0001]}
