@@ -53,7 +53,7 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
-class Health:
+class EndpointHealth:
     """The provider's own view of an endpoint: its workers and its queue."""
 
     workers_idle: int
@@ -132,12 +132,12 @@ class RunPod:
                 "workersMax": spec.workers_max, "idleTimeout": spec.idle_timeout,
                 "executionTimeoutMs": spec.execution_timeout_ms, "scalerType": "QUEUE_DELAY", "scalerValue": 4}
 
-    def health(self, target: ComputeTarget, endpoint_id: str) -> Health:
+    def health(self, target: ComputeTarget, endpoint_id: str) -> EndpointHealth:
         answer = send("GET", f"{target.queue_url}/{endpoint_id}/health", headers=self._headers(target.api_key)).json()
         jobs, workers = answer.get("jobs") or {}, answer.get("workers") or {}
-        return Health(workers_idle=workers.get("idle", 0), workers_running=workers.get("running", 0),
-                      jobs_in_queue=jobs.get("inQueue", 0), jobs_in_progress=jobs.get("inProgress", 0),
-                      jobs_completed=jobs.get("completed", 0), jobs_failed=jobs.get("failed", 0))
+        return EndpointHealth(workers_idle=workers.get("idle", 0), workers_running=workers.get("running", 0),
+                              jobs_in_queue=jobs.get("inQueue", 0), jobs_in_progress=jobs.get("inProgress", 0),
+                              jobs_completed=jobs.get("completed", 0), jobs_failed=jobs.get("failed", 0))
 
     def purge(self, target: ComputeTarget, endpoint_id: str) -> int:
         """Drop the endpoint's queued jobs (running ones go on); how many were removed."""

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from billing.money import credits_to_micro
-from gpu.compute import DRIVERS, ComputeTarget, Endpoint, EndpointSpec, Health
+from gpu.compute import DRIVERS, ComputeTarget, Endpoint, EndpointHealth, EndpointSpec
 from gpu.models import ComputeProvider, Deployment
 from gpu.upstreams import UpstreamError
 from orgs.events import AuditAction
@@ -166,7 +166,7 @@ def deployment_delete(*, deployment: Deployment, actor, ip: str | None = None) -
         deployment.delete()
 
 
-def deployment_health(deployment: Deployment) -> Health | None:
+def deployment_health(deployment: Deployment) -> EndpointHealth | None:
     """The provider's own view of the endpoint (workers idle/running, its queue); None if it cannot say."""
     try:
         return DRIVERS[deployment.compute.kind].health(compute_target(deployment.compute), deployment.endpoint_id)
