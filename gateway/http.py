@@ -44,9 +44,10 @@ class TrackedSend:
     def __init__(self, send: Send) -> None:
         self.send, self.started = send, False
 
-    async def __call__(self, message: dict) -> None:
+    def __call__(self, message: dict) -> Awaitable[None]:
+        """The server's own awaitable, not a coroutine around it: a stream sends every event through this."""
         self.started = True
-        await self.send(message)
+        return self.send(message)
 
 
 MAX_JSON_DEPTH = 64  # deeper than any API's request needs; translation and logging walk what is accepted

@@ -27,42 +27,63 @@ class RedisError(Exception):
     """Redis answered with an error, or could not be reached."""
 
 
-def _pack(args: Sequence[object]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        value = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
-    return b"".join(parts)
-
-
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    """Commands go out as written; each reply resolves the oldest caller still waiting. One watchdog timer
+    per connection, not one per command: when the oldest reply is TIMEOUT_SECONDS late the connection is
+    dropped, which fails every caller waiting on it (replies still owed would pair with the wrong callers)."""
+
+    def __init__(self, timeout: float) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future] = deque()
+        self.waiting: deque[tuple[asyncio.Future, float]] = deque()  # each caller, and when it wrote
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+        self.timeout = timeout
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
+    def send(self, commands: Sequence[Sequence[object]]) -> list[asyncio.Future]:
+        loop = asyncio.get_running_loop()
+        futures, now = [loop.create_future() for _ in commands], loop.time()
+        self.waiting.extend((future, now) for future in futures)
+        self.transport.write(b"".join(hiredis.pack_command(tuple(command)) for command in commands))
+        if self.watchdog is None:
+            self.watchdog = loop.call_at(now + self.timeout, self._watch)
+        return futures
+
+    def _watch(self) -> None:
+        self.watchdog = None
+        if not self.waiting:
+            return
+        loop, due = asyncio.get_running_loop(), self.waiting[0][1] + self.timeout
+        if loop.time() < due:  # the replies it was set for came: watch the oldest still owed
+            self.watchdog = loop.call_at(due, self._watch)
+            return
+        self.lost = RedisError("Redis did not answer in time")
+        self.transport.abort()
+
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            future = self.waiting.popleft()
-            if not future.done():  # its caller may have timed out
+            future = self.waiting.popleft()[0]
+            if not future.done():  # its caller may have gone (a client that disconnected)
                 future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = RedisError(f"connection to Redis lost: {exc or 'closed'}")
+        self.lost = self.lost or RedisError(f"connection to Redis lost: {exc or 'closed'}")
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         while self.waiting:
-            future = self.waiting.popleft()
+            future = self.waiting.popleft()[0]
             if not future.done():
                 future.set_exception(self.lost)
 
 
 class Redis:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout: float = TIMEOUT_SECONDS) -> None:
         parsed = urlparse(url)
+        self._timeout = timeout
         self._host, self._port = parsed.hostname or "127.0.0.1", parsed.port or 6379
         self._ssl = ssl.create_default_context() if parsed.scheme == "rediss" else None
         self._hello: list[list[object]] = []
@@ -85,7 +106,8 @@ class Redis:
             if self._protocol is None or self._protocol.lost is not None:
                 loop = asyncio.get_running_loop()
                 try:
-                    _, protocol = await loop.create_connection(_Protocol, self._host, self._port, ssl=self._ssl)
+                    _, protocol = await loop.create_connection(lambda: _Protocol(self._timeout), self._host,
+                                                               self._port, ssl=self._ssl)
                 except OSError as exc:
                     raise RedisError(f"cannot connect to Redis at {self._host}:{self._port}: {exc}") from None
                 try:
@@ -96,9 +118,6 @@ class Redis:
                                   if line.startswith(b"run_id:")).decode()
                     if self.server not in (None, server) and self.on_new_server is not None:
                         await self.on_new_server(lambda *commands: self._send(protocol, commands))
-                except TimeoutError:
-                    protocol.transport.close()
-                    raise RedisError("Redis did not answer in time") from None
                 except BaseException:
                     protocol.transport.close()
                     raise
@@ -107,12 +126,7 @@ class Redis:
 
     @staticmethod
     async def _send(protocol: _Protocol, commands: Sequence[Sequence[object]]) -> list[object]:
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in commands]
-        protocol.waiting.extend(futures)
-        protocol.transport.write(b"".join(_pack(command) for command in commands))
-        async with asyncio.timeout(TIMEOUT_SECONDS):
-            replies = [await future for future in futures]
+        replies = [await future for future in protocol.send(commands)]
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 raise RedisError(str(reply))
@@ -123,13 +137,7 @@ class Redis:
 
     async def pipeline(self, commands: Sequence[Sequence[object]]) -> list[object]:
         """Several commands in one write; their replies in order."""
-        protocol = await self._connected()
-        try:
-            return await self._send(protocol, commands)
-        except TimeoutError:
-            if protocol.transport is not None:
-                protocol.transport.abort()  # replies still owed would pair with the wrong callers: start over
-            raise RedisError("Redis did not answer in time") from None
+        return await self._send(await self._connected(), commands)
 
     async def script(self, source: str, keys: Sequence[object], args: Sequence[object]) -> object:
         """Run a Lua script by its SHA-1, loading it on first use (and after a Redis restart)."""

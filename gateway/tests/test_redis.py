@@ -112,3 +112,50 @@ def test_nothing_listening_is_a_clear_error(url):
         with pytest.raises(RedisError, match="cannot connect"):
             await Redis("redis://127.0.0.1:1/0").execute("PING")
     run(go())
+
+
+def test_a_redis_that_stops_answering_fails_its_callers_and_the_next_call_reconnects(url, sync):
+    """A server that answers the connection's hello, then nothing: every caller waiting fails after the
+    timeout (not one per command: the one watchdog drops the connection), and the next call connects anew."""
+    hello = b"$27\r\nrun_id:0123456789abcdef0000\r\n"
+    connections = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        if len(connections) > 1:  # the second connection is a Redis that answers: the real one, proxied
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                urlparse(url).hostname or "127.0.0.1", urlparse(url).port or 6379)
+
+            async def pipe(source, sink):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+            return
+        selects = [b"+OK\r\n"] if urlparse(url).path.strip("/") not in ("", "0") else []
+        for answer in (*selects, hello):  # SELECT (when the URL names a database), INFO server: then silence
+            await reader.read(65536)
+            writer.write(answer)
+        while await reader.read(65536):
+            pass
+
+    async def go():
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = Redis(f"redis://127.0.0.1:{port}{urlparse(url).path}", timeout=0.3)
+        started = asyncio.get_running_loop().time()
+        first = asyncio.ensure_future(client.execute("INCR", "t:redis:count"))
+        await asyncio.sleep(0.1)  # a second caller, later on the same connection
+        second = asyncio.ensure_future(client.execute("INCR", "t:redis:count"))
+        for call in (first, second):
+            with pytest.raises(RedisError, match="did not answer in time"):
+                await call
+        waited = asyncio.get_running_loop().time() - started
+        value = await client.execute("INCR", "t:redis:count")
+        await client.close()
+        server.close()
+        return waited, value, len(connections)
+
+    waited, value, connected = run(go())
+    assert 0.3 <= waited < 1, "both fail once the oldest reply is late, the later caller included"
+    assert value == 1 and connected == 2
