@@ -197,18 +197,24 @@ class Exchange:
         pings = self.client_format.ping is not None
         self._ping_timer = loop.call_later(self._ping_every, self._ping_due) if pings else None
         relay = _NativeRelay(self, opened) if opened.native else _TranslatedRelay(self, opened)
-        parser, pending = SSEParser(), opened.first
+        # What one read brought goes out in one write, never held back — but the stream's last events (the
+        # ones a client's SDK stops at) go out with the end, once the charge would survive a crash.
+        parser, pending, last = SSEParser(), opened.first, b""
         try:
-            while pending:  # what one read brought goes out in one write: passed on, never held back
-                await self._emit(relay.feed(parser.feed(pending)))
+            while pending:
+                events = relay.feed(parser.feed(pending))
+                if relay.finished:
+                    last += events
+                else:
+                    await self._emit(events)
                 if time.perf_counter() > self.deadline:
                     raise UpstreamFailure("timeout", message="the call's deadline passed")
                 pending = await opened.response.chunk()
-            await self._emit(relay.end())
+            last += relay.end()
         except UpstreamFailure:
             # Bytes were already sent: end with an explicit error event, never a clean finish.
             self.status, self.error_type = 502, "upstream_stream_interrupted"
-            await self._emit(relay.error("upstream_stream_interrupted", "The upstream stream was interrupted."))
+            last = relay.error("upstream_stream_interrupted", "The upstream stream was interrupted.")
         finally:
             self.usage = relay.usage  # a disconnect too bills the usage seen so far
             if self._ping_timer is not None:
@@ -218,9 +224,9 @@ class Exchange:
                 with contextlib.suppress(Exception):
                     await self._ping
         self._record()
-        await self.call.durable()  # the stream ends only once its charge would survive a crash
+        await self.call.durable()
         self.answered = True
-        await self.send({"type": "http.response.body", "body": b""})
+        await self.send({"type": "http.response.body", "body": last})
 
     async def _emit(self, body: bytes) -> None:
         if body:
@@ -250,6 +256,10 @@ class _NativeRelay:
     @property
     def usage(self) -> TokenUsage | None:
         return self.observer.usage
+
+    @property
+    def finished(self) -> bool:
+        return self.observer.finished
 
     def feed(self, events: list[bytes]) -> bytes:
         exchange, observer, out = self.exchange, self.observer, []
@@ -286,6 +296,10 @@ class _TranslatedRelay:
     @property
     def usage(self) -> TokenUsage | None:
         return self.decoder.usage
+
+    @property
+    def finished(self) -> bool:
+        return self.decoder.finished
 
     def feed(self, events: list[bytes]) -> bytes:
         chunks, sse_item, decoder = [], self.sse_item, self.decoder

@@ -287,9 +287,10 @@ def test_a_counter_out_of_step_with_the_ledger_is_repaired(pair, make_account, r
              what="the counter repaired")
 
 
-class PostgresDoor:
-    """A TCP proxy in front of PostgreSQL, on its own thread: ``shut()`` drops every connection and refuses
-    new ones (the server as a client sees it when it is down), ``open()`` lets them through again."""
+class Door:
+    """A TCP proxy in front of a server, on its own thread: ``shut()`` drops every connection and refuses
+    new ones (the server as a client sees it when it is down), ``open()`` lets them through again;
+    ``hold()`` keeps the server's replies back (a server that stalls), ``release()`` lets them go."""
 
     def __init__(self, target_port: int) -> None:
         import threading
@@ -298,15 +299,20 @@ class PostgresDoor:
         self.loop = asyncio.new_event_loop()
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.replies = asyncio.Event()
+        self.replies.set()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.open()
 
     def _run(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    gate: asyncio.Event | None = None) -> None:
         try:
             while data := await reader.read(65536):
+                if gate is not None:
+                    await gate.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
@@ -317,7 +323,13 @@ class PostgresDoor:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self.writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer, self.replies))
+
+    def hold(self) -> None:
+        self.loop.call_soon_threadsafe(self.replies.clear)
+
+    def release(self) -> None:
+        self.loop.call_soon_threadsafe(self.replies.set)
 
     def open(self) -> None:
         async def start():
@@ -345,7 +357,7 @@ def test_postgresql_refusing_connections_serves_seen_keys_and_loses_nothing(faul
     from django.db import connection
 
     db = connection.settings_dict
-    door = PostgresDoor(int(db["PORT"] or 5432))
+    door = Door(int(db["PORT"] or 5432))
     acct, stranger = make_account(credits="1000"), make_account(credits="1000")
     url, proc = start_gateway(**FAULT_SETTINGS, HYPEREAL_KEY_CACHE_SECONDS="0",
                               DATABASE_URL=f"postgresql://{db['USER']}@127.0.0.1:{door.port}/{db['NAME']}")
@@ -366,5 +378,49 @@ def test_postgresql_refusing_connections_serves_seen_keys_and_loses_nothing(faul
         flush_everywhere([url], acct.key)
         assert_books(acct, 1000 * MICRO, redis_client)
     finally:
+        stop_process(proc)
+        door.close()
+
+
+def test_a_streams_last_event_waits_for_its_charge_to_be_journaled(fault_models, make_account, redis_client):
+    """[DONE], where SDKs stop reading, goes out only once the journal entry that makes the charge survive a
+    crash is written: with Redis's replies held at the end of a stream, the client has every word but not
+    the end, and gets it once they flow again."""
+    import queue
+    import threading
+
+    door = Door(urlsplit(FAULT_REDIS_URL).port or 6379)
+    acct = make_account(credits="100")
+    url, proc = start_gateway(REDIS_URL=f"redis://127.0.0.1:{door.port}{urlsplit(FAULT_REDIS_URL).path}",
+                              HYPEREAL_MIN_BALANCE_CREDITS="0")  # the default lease: a held reply is no death
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        with httpx.stream("POST", f"{url}/api/v1/chat/completions", headers={"Authorization": f"Bearer {acct.key}"},
+                          json={**chat("the end waits", stream=True, words=6, chunk_delay_ms=100),
+                                "stream_options": {"include_usage": True}}, timeout=30) as resp:
+            for line in resp.iter_lines():
+                if line:
+                    lines.put(line)
+        lines.put(None)  # the response ended
+
+    reader = threading.Thread(target=read, daemon=True)
+    try:
+        reader.start()
+        assert lines.get(timeout=10).startswith("data: {")  # the call is under way: its reservation is taken
+        door.hold()
+        seen = [lines.get(timeout=10)]
+        while '"usage":{' not in seen[-1]:  # every word, the finish and the usage, as they come
+            seen.append(lines.get(timeout=10))
+        with pytest.raises(queue.Empty):
+            lines.get(timeout=1)  # no [DONE] while the journal write is unanswered
+        door.release()
+        assert lines.get(timeout=10) == "data: [DONE]" and lines.get(timeout=10) is None
+        reader.join(10)
+        flush_everywhere([url], acct.key)
+        usage = json.loads(seen[-1][len("data: "):])["usage"]
+        assert RequestLog.objects.get(organization=acct.org).cost == micro(usage["cost"])
+    finally:
+        door.release()
         stop_process(proc)
         door.close()
