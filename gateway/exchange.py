@@ -25,7 +25,7 @@ from gateway.catalog import Route, Target
 from gateway.errors import GatewayError, invalid_request
 from gateway.fallback import targets_walk
 from gateway.formats import upstream_format
-from gateway.formats.base import ClientRequest, WireFormat
+from gateway.formats.base import ClientRequest, Observer, WireFormat
 from gateway.formats.chat import chat_output_chars
 from gateway.formats.common import TranslationError
 from gateway.http import SSE_HEADERS, Send, encode_headers, send_json
@@ -55,7 +55,8 @@ class Exchange:
         self.deadline = call.started + settings.HYPEREAL["REQUEST_DEADLINE_SECONDS"]
         self.target: Target | None = None
         self.usage: TokenUsage | None = None
-        self.produced = 0
+        self.produced = 0  # characters of output a translated stream sent (a native one's observer counts them)
+        self.observer: Observer | None = None  # a native stream's
         self.cost = 0  # micro-credits, once recorded
         self._priced: TokenUsage | None = None  # the last usage priced, and its cost in micro-credits
         self._priced_cost = 0
@@ -95,14 +96,18 @@ class Exchange:
             self._priced, self._priced_cost = usage, token_cost(usage, self.route.prices)
         return self._priced_cost
 
+    def _output_chars(self) -> int:
+        """Characters of output the client was sent: what a stream cut short is billed by."""
+        return self.observer.output_chars() if self.observer is not None else self.produced
+
     def _record(self) -> None:
         if self.call.recorded:
             return
-        if self.status != 200 and (self.produced or self.status == 499):
+        if self.status != 200 and ((produced := self._output_chars()) or self.status == 499):
             # The stream broke before its final usage (Anthropic's first usage says 1 output token, Gemini's
             # counts may lag): bill at least what was produced, estimated from what was sent — never more
             # than the output cap allowed, which the reservation covers.
-            produced = -(-self.produced // CHARS_PER_TOKEN)
+            produced = -(-produced // CHARS_PER_TOKEN)
             if self.call.output_cap is not None:
                 produced = min(produced, self.call.output_cap)
             if self.usage is None:
@@ -246,7 +251,7 @@ class _NativeRelay:
 
     def __init__(self, exchange: Exchange, opened: Opened) -> None:
         self.exchange = exchange
-        self.observer = exchange.client_format.observer(exchange.request, exchange.price)
+        self.observer = exchange.observer = exchange.client_format.observer(exchange.request, exchange.price)
         key, public, private = opened.format.model_field.encode(), exchange.route.public_id, \
             opened.target.upstream_model
         self.swaps = [] if public == private else [
@@ -268,7 +273,6 @@ class _NativeRelay:
                 event = event.replace(old, new)
             out.append(observer.feed(event))
         if observer.produced:
-            exchange.produced = observer.produced
             exchange.call.first_token()
         return b"".join(out)
 

@@ -81,19 +81,41 @@ def capped(body: dict, name: str, tokens: int) -> dict:
 class Observer:
     """Watches a stream passed on natively: usage, output produced, whether it ended properly."""
 
+    UNPARSED_MAX = 1024  # events whose parsing waits (see ``feed``), at most: a long stream's are counted in turn
+
     def __init__(self, price: Price) -> None:
         self.price = price
         self.usage: TokenUsage | None = None
-        self.produced = 0  # characters of output, for time-to-first-token and estimates
+        self.produced = 0  # characters of output counted so far (``output_chars`` counts them all)
         self.finished = False
         self.failed = False  # the upstream sent an error event
+        self._unparsed: list[bytes] = []
 
     def feed(self, raw: bytes) -> bytes:
         """The event to send for this upstream event (b"" drops it); events without a JSON object in their
-        data (comments, pings, ``[DONE]``) go to ``_other``, which passes them on."""
+        data (comments, pings, ``[DONE]``) go to ``_other``, which passes them on. Once output has begun
+        (time to first token is known), an event that can only add output is passed on unparsed: its
+        characters matter only if the stream breaks, and are counted then."""
         data = event_field(raw, b"data")
+        if data is not None and self.produced and self._plain(data):
+            self._unparsed.append(data)
+            if len(self._unparsed) >= self.UNPARSED_MAX:
+                self.output_chars()
+            return raw
         payload = load_json(data) if data is not None else None
         return self._watch(raw, payload) if isinstance(payload, dict) else self._other(raw, data)
+
+    def output_chars(self) -> int:
+        """Characters of output in every event seen: what a stream cut short is billed by."""
+        for data in self._unparsed:
+            if isinstance(payload := load_json(data), dict):
+                self._watch(b"", payload)
+        self._unparsed.clear()
+        return self.produced
+
+    def _plain(self, data: bytes) -> bool:
+        """Whether an event's data can only add output (no usage, error or end can be in it)."""
+        return False
 
     def _watch(self, raw: bytes, payload: dict) -> bytes:
         raise NotImplementedError

@@ -5,6 +5,8 @@ are. A request translated from another format still goes through ``chat_for_upst
 the gateway-internal extensions (gateway.formats.common) that a strict OpenAI upstream would refuse.
 """
 
+import re
+
 from billing.tokens import TokenUsage
 from gateway.catalog import Target
 from gateway.formats.base import ClientRequest, Observer, Price, WireFormat, client_request, json_bytes
@@ -84,10 +86,17 @@ def bearer_headers(target: Target) -> dict[str, str]:
 
 # Streams
 
+# In a chunk's JSON, a usage with a value (not null) or an error: keys, since a quote inside a string is escaped.
+_USAGE_OR_ERROR = re.compile(rb'"(?:usage"\s*:\s*[^n\s]|error")')
+
+
 class ChatObserver(Observer):
     def __init__(self, price: Price, wants_usage: bool) -> None:
         super().__init__(price)
         self.wants_usage = wants_usage
+
+    def _plain(self, data: bytes) -> bool:
+        return data.startswith(b"{") and _USAGE_OR_ERROR.search(data) is None
 
     def _other(self, raw: bytes, data: bytes | None) -> bytes:
         self.finished = self.finished or data == b"[DONE]"
