@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import httpx
@@ -375,6 +376,11 @@ def test_postgresql_refusing_connections_serves_seen_keys_and_loses_nothing(faul
         answered = {a["id"]: a["cost"] for a in before + during}
         wait_for(lambda: dict(RequestLog.objects.filter(request_id__in=answered).values_list("request_id", "cost"))
                  == answered, seconds=30, what="every call answered during the outage logged at its cost")
+        # Connections that died idle during the outage are replaced before use: no call fails on one.
+        headers = {"Authorization": f"Bearer {acct.key}"}
+        with ThreadPoolExecutor(8) as pool:
+            reads = list(pool.map(lambda _: httpx.get(f"{url}/api/v1/credits", headers=headers).status_code, range(8)))
+        assert reads == [200] * 8
         flush_everywhere([url], acct.key)
         assert_books(acct, 1000 * MICRO, redis_client)
     finally:
