@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +66,17 @@ def sim_url():
     stop_process(proc)
 
 
-@pytest.fixture(scope="session")
-def redis_client():
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+def flushed_redis(url: str) -> Iterator[redis.Redis]:
+    """A client of the Redis database at ``url``, emptied first; for fixtures."""
+    client = redis.Redis.from_url(url)
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    yield from flushed_redis(os.environ["REDIS_URL"])
 
 
 @pytest.fixture(scope="session")

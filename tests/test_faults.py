@@ -17,7 +17,7 @@ import pytest
 from billing.models import LedgerEntry, Wallet
 from billing.money import MICRO
 from billing.spendable import spendable_key
-from tests.live import free_port, start_gateway, stop_process
+from tests.live import flushed_redis, free_port, start_gateway, stop_process
 from tests.test_chat_completions import micro
 from usage.models import RequestLog
 
@@ -37,12 +37,7 @@ FAULT_SETTINGS = {"REDIS_URL": FAULT_REDIS_URL, "HYPEREAL_LEASE_SECONDS": str(LE
 @pytest.fixture(scope="module")
 def redis_client():
     """This module's Redis database, as its gateways see it."""
-    import redis
-
-    client = redis.Redis.from_url(FAULT_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.close()
+    yield from flushed_redis(FAULT_REDIS_URL)
 
 
 @pytest.fixture(scope="module")
