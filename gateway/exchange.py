@@ -202,24 +202,31 @@ class Exchange:
         pings = self.client_format.ping is not None
         self._ping_timer = loop.call_later(self._ping_every, self._ping_due) if pings else None
         relay = _NativeRelay(self, opened) if opened.native else _TranslatedRelay(self, opened)
-        # What one read brought goes out in one write, never held back — but the stream's last events (the
-        # ones a client's SDK stops at) go out with the end, once the charge would survive a crash.
-        parser, pending, last = SSEParser(), opened.first, b""
+        # What one read brought goes out in one write, never held back — except the stream's end (from the
+        # event where the upstream says how it ends: the ones a client's SDK stops at), which goes out last,
+        # once the charge would survive a crash. The charge is recorded as soon as it is known, so that its
+        # journal write is on its way while the rest is sent and read.
+        pending, last = opened.first, b""
         try:
             while pending:
-                events = relay.feed(parser.feed(pending))
-                if relay.finished:
-                    last += events
-                else:
-                    await self._emit(events)
+                events, ending = relay.feed(pending)
+                last += ending
+                if ending and relay.charge_known and not self.call.recorded:
+                    self.usage = relay.usage
+                    self._record()
+                    if events:
+                        await asyncio.sleep(0)  # the journal write goes out first, then these
+                await self._emit(events)
                 if time.perf_counter() > self.deadline:
                     raise UpstreamFailure("timeout", message="the call's deadline passed")
                 pending = await opened.response.chunk()
             last += relay.end()
         except UpstreamFailure:
-            # Bytes were already sent: end with an explicit error event, never a clean finish.
-            self.status, self.error_type = 502, "upstream_stream_interrupted"
-            last = relay.error("upstream_stream_interrupted", "The upstream stream was interrupted.")
+            if self.call.recorded:  # it broke after its end: the answer is whole, and charged as such
+                last += relay.end()
+            else:  # bytes were already sent: end with an explicit error event, never a clean finish
+                self.status, self.error_type = 502, "upstream_stream_interrupted"
+                last = relay.error("upstream_stream_interrupted", "The upstream stream was interrupted.")
         finally:
             self.usage = relay.usage  # a disconnect too bills the usage seen so far
             if self._ping_timer is not None:
@@ -252,6 +259,7 @@ class _NativeRelay:
     def __init__(self, exchange: Exchange, opened: Opened) -> None:
         self.exchange = exchange
         self.observer = exchange.observer = exchange.client_format.observer(exchange.request, exchange.price)
+        self.parser = SSEParser()
         key, public, private = opened.format.model_field.encode(), exchange.route.public_id, \
             opened.target.upstream_model
         self.swaps = [] if public == private else [
@@ -263,18 +271,32 @@ class _NativeRelay:
         return self.observer.usage
 
     @property
-    def finished(self) -> bool:
-        return self.observer.finished
+    def charge_known(self) -> bool:
+        """The upstream said how its stream ends, and nothing after that can change the charge."""
+        observer = self.observer
+        return observer.finished and observer.usage_final_when_finished and not observer.failed
 
-    def feed(self, events: list[bytes]) -> bytes:
-        exchange, observer, out = self.exchange, self.observer, []
-        for event in events:
-            for old, new in self.swaps:
-                event = event.replace(old, new)
-            out.append(observer.feed(event))
+    def feed(self, read: bytes) -> tuple[bytes, bytes]:
+        """What to send for the bytes one upstream read brought: before the stream's end, and from it on."""
+        observer, head = self.observer, b""
+        if self.parser.idle and (plain := observer.skim(read)):
+            head, read = self._swapped(read[:plain]), read[plain:]
+            if not read:
+                return head, b""
+        out, ending = [head], []
+        for event in self.parser.feed(read):
+            sent = observer.feed(self._swapped(event))
+            (ending if observer.finished else out).append(sent)
         if observer.produced:
-            exchange.call.first_token()
-        return b"".join(out)
+            self.exchange.call.first_token()
+        return b"".join(out), b"".join(ending)
+
+    def _swapped(self, events: bytes) -> bytes:
+        """Whole events with the upstream's model id replaced by the public one (a read may end mid-event,
+        and so mid-id: only whole events are searched)."""
+        for old, new in self.swaps:
+            events = events.replace(old, new)
+        return events
 
     def end(self) -> bytes:
         if self.observer.failed:
@@ -295,6 +317,7 @@ class _TranslatedRelay:
         model = exchange.route.public_id
         self.sse_item = opened.format.sse_item
         self.decoder = opened.format.chat_decoder(model)
+        self.parser = SSEParser()
         self.translator = exchange.client_format.translator(exchange.request, model)
 
     @property
@@ -302,15 +325,20 @@ class _TranslatedRelay:
         return self.decoder.usage
 
     @property
-    def finished(self) -> bool:
-        return self.decoder.finished
+    def charge_known(self) -> bool:
+        """The upstream said how its stream ends, and nothing after that can change the charge."""
+        decoder = self.decoder
+        return decoder.finished and decoder.usage_final_when_finished and self.exchange.status == 200
 
-    def feed(self, events: list[bytes]) -> bytes:
+    def feed(self, read: bytes) -> tuple[bytes, bytes]:
+        """What to send for the bytes one upstream read brought: before the stream's end, and (all of a read
+        that reached it) from it on."""
         chunks, sse_item, decoder = [], self.sse_item, self.decoder
-        for event in events:
+        for event in self.parser.feed(read):
             if (item := sse_item(event)) is not None:
                 chunks += decoder.feed(item)
-        return self._out(chunks)
+        out = self._out(chunks)
+        return (b"", out) if decoder.finished else (out, b"")
 
     def end(self) -> bytes:
         if not self.decoder.finished:

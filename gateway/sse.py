@@ -11,6 +11,11 @@ class SSEParser:
     def __init__(self) -> None:
         self._buffer = b""
 
+    @property
+    def idle(self) -> bool:
+        """No part of an event is waiting for the rest of it."""
+        return not self._buffer
+
     def feed(self, chunk: bytes) -> list[bytes]:
         data = self._buffer + chunk
         if b"\r" in data:

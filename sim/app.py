@@ -276,6 +276,8 @@ async def _stream(send: Send, stream: Sse, directives: Directives) -> None:
         if number and directives.chunk_delay_ms:
             await asyncio.sleep(directives.chunk_delay_ms / 1000)
         await send({"type": "http.response.body", "body": event.data, "more_body": True})
+    if directives.cut_at_end:
+        await _close_connection(send)
     await send({"type": "http.response.body", "body": b""})
 
 
@@ -287,7 +289,7 @@ async def _close_connection(send: Send) -> NoReturn:
     """
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is None:
-        raise RuntimeError("drop and cut_after need uvicorn")
+        raise RuntimeError("drop, cut_after and cut_at_end need uvicorn")
     transport.close()
     await asyncio.Future()  # the disconnect watcher ends the request once uvicorn notices
 

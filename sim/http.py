@@ -32,6 +32,7 @@ class Directives:
     hang: bool = False  # never answer
     drop: bool = False  # close the connection without a response
     cut_after: int | None = None  # close a stream after this many content events
+    cut_at_end: bool = False  # close a stream after its last event, before the body's clean end
     words: int = 12  # reply length
     cached: int = 0  # cached prompt tokens to report (OpenAI, Gemini)
     reasoning: int | None = None  # reasoning tokens to report instead of the default

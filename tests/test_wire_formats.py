@@ -1019,6 +1019,32 @@ def test_stream_cut_mid_way_ends_with_an_error_in_the_clients_format_and_bills_t
     assert_cut_billed(gateway_url, account, request_id, text)
 
 
+# --- streams cut after their end ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("client", ["chat", "anthropic", "responses"])
+def test_a_stream_cut_after_its_last_event_is_a_whole_answer_charged_once(
+        gateway_url, account, claude, oai, wire, client):
+    """The upstream's connection dies after its last event, before the body's clean end: what the client
+    reads is the whole answer, and the call a success charged once (its charge was recorded as soon as the
+    upstream said how the stream ends). A Gemini stream has no end event, so a cut there stays an error."""
+    prompt, extra = "Cut me off only at the very end", {"sim": {"cut_at_end": True}}
+    if client == "chat":
+        model = GPT
+        reply = chat_call(oai, wire, stream=True, model=model, messages=user(prompt), extra_body=extra)
+        text = reply.answer.choices[0].message.content
+    elif client == "anthropic":
+        model = CLAUDE
+        reply = claude_call(claude, stream=True, model=model, max_tokens=256, messages=user(prompt),
+                            extra_body=extra)
+        text = reply.answer.content[0].text
+    else:
+        model = CODEX
+        reply = responses_call(oai, wire, stream=True, model=model, input=prompt, extra_body=extra)
+        text = reply.answer.output_text
+    assert text == expected_reply(prompt)
+    assert_billed(gateway_url, account, reply, model=model, stream=True)
+
+
 # --- the model list --------------------------------------------------------------------------------------
 
 def test_model_list_shows_where_and_at_what_price_each_model_is_served(gateway_url, account):

@@ -15,7 +15,7 @@ from billing.tokens import TokenUsage
 from gateway.catalog import Route, Target
 from gateway.errors import GatewayError, invalid_request, openai_error_body
 from gateway.formats.checks import refused
-from gateway.sse import encode_data, encode_event, event_field
+from gateway.sse import SSEParser, encode_data, encode_event, event_field
 
 GATEWAY_FIELDS = ("intent", "hypereal")  # ours: never forwarded upstream
 OPENAI_PING = b": ping\n\n"
@@ -81,7 +81,8 @@ def capped(body: dict, name: str, tokens: int) -> dict:
 class Observer:
     """Watches a stream passed on natively: usage, output produced, whether it ended properly."""
 
-    UNPARSED_MAX = 1024  # events whose parsing waits (see ``feed``), at most: a long stream's are counted in turn
+    usage_final_when_finished = True  # nothing after the event that says how a stream ends changes its usage
+    UNPARSED_MAX = 256 * 1024  # bytes of events whose parsing waits (see ``skim``), at most: then counted
 
     def __init__(self, price: Price) -> None:
         self.price = price
@@ -90,32 +91,49 @@ class Observer:
         self.finished = False
         self.failed = False  # the upstream sent an error event
         self._unparsed: list[bytes] = []
+        self._unparsed_size = 0
 
     def feed(self, raw: bytes) -> bytes:
         """The event to send for this upstream event (b"" drops it); events without a JSON object in their
-        data (comments, pings, ``[DONE]``) go to ``_other``, which passes them on. Once output has begun
-        (time to first token is known), an event that can only add output is passed on unparsed: its
-        characters matter only if the stream breaks, and are counted then."""
-        data = event_field(raw, b"data")
-        if data is not None and self.produced and self._plain(data):
-            self._unparsed.append(data)
-            if len(self._unparsed) >= self.UNPARSED_MAX:
-                self.output_chars()
+        data (comments, pings, ``[DONE]``) go to ``_other``, which passes them on."""
+        if self.skim(raw):
             return raw
+        data = event_field(raw, b"data")
         payload = load_json(data) if data is not None else None
         return self._watch(raw, payload) if isinstance(payload, dict) else self._other(raw, data)
 
+    def skim(self, read: bytes) -> int:
+        """How many bytes at the start of ``read`` (which starts an event) are whole events passed on as they
+        are, unparsed. Once output has begun (time to first token is known), events that can only add
+        output matter only if the stream breaks: one search of what a read brought replaces a parse per
+        event, and their characters are counted when asked for."""
+        if not self.produced or b"\r" in read:
+            return 0
+        end = read.rfind(b"\n\n", 0, self._plain_until(read)) + 2  # the end of the last plain event
+        if end < 2:
+            return 0
+        self._unparsed.append(read[:end] if end < len(read) else read)
+        self._unparsed_size += end
+        if self._unparsed_size >= self.UNPARSED_MAX:
+            self.output_chars()
+        return end
+
     def output_chars(self) -> int:
         """Characters of output in every event seen: what a stream cut short is billed by."""
-        for data in self._unparsed:
-            if isinstance(payload := load_json(data), dict):
-                self._watch(b"", payload)
+        parser = SSEParser()
+        for raw in self._unparsed:
+            for event in parser.feed(raw):
+                data = event_field(event, b"data")
+                if data is not None and isinstance(payload := load_json(data), dict):
+                    self._watch(b"", payload)
         self._unparsed.clear()
+        self._unparsed_size = 0
         return self.produced
 
-    def _plain(self, data: bytes) -> bool:
-        """Whether an event's data can only add output (no usage, error or end can be in it)."""
-        return False
+    def _plain_until(self, raw: bytes) -> int:
+        """Where in raw events the first thing that may be more than output (usage, an error, the end) is;
+        ``len(raw)`` when there is none."""
+        return 0
 
     def _watch(self, raw: bytes, payload: dict) -> bytes:
         raise NotImplementedError
@@ -230,7 +248,8 @@ class WireFormat:
 
     def chat_decoder(self, model: str):
         """This format's stream → chat chunks: ``feed(item)``, ``finish()``, and ``usage`` and ``finished``
-        (the upstream said how its stream ends) as it goes."""
+        (the upstream said how its stream ends) as it goes; ``usage_final_when_finished`` when nothing after
+        that can change the usage."""
         raise NotImplementedError
 
 

@@ -86,8 +86,9 @@ def bearer_headers(target: Target) -> dict[str, str]:
 
 # Streams
 
-# In a chunk's JSON, a usage with a value (not null) or an error: keys, since a quote inside a string is escaped.
-_USAGE_OR_ERROR = re.compile(rb'"(?:usage"\s*:\s*[^n\s]|error")')
+# A usage key with a value (not null): a key, since a quote inside a string is escaped. Its own pattern,
+# whose literal start the regex engine searches for fast, unlike an alternation's.
+_USAGE_WITH_VALUE = re.compile(rb'"usage"\s*:\s*[^n\s]')
 
 
 class ChatObserver(Observer):
@@ -95,8 +96,10 @@ class ChatObserver(Observer):
         super().__init__(price)
         self.wants_usage = wants_usage
 
-    def _plain(self, data: bytes) -> bool:
-        return data.startswith(b"{") and _USAGE_OR_ERROR.search(data) is None
+    def _plain_until(self, raw: bytes) -> int:
+        usage = _USAGE_WITH_VALUE.search(raw)
+        marks = (usage.start() if usage else -1, raw.find(b'"error"'), raw.find(b"[DONE]"))
+        return min((at for at in marks if at >= 0), default=len(raw))
 
     def _other(self, raw: bytes, data: bytes | None) -> bytes:
         self.finished = self.finished or data == b"[DONE]"
@@ -142,6 +145,8 @@ class ChatToChat:
 
 class ChatDecoder:
     """A chat upstream's stream as chat chunks (the pivot already): it only watches for usage and the end."""
+
+    usage_final_when_finished = True  # its end is [DONE], after the usage chunk
 
     def __init__(self) -> None:
         self.usage: TokenUsage | None = None

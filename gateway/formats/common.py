@@ -164,6 +164,8 @@ class ChatStreamWriter:
     cut before that is a failure, not an answer).
     """
 
+    usage_final_when_finished = True
+
     def __init__(self, model: str) -> None:
         self._head = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk",
                       "created": int(time.time()), "model": model}

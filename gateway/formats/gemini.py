@@ -456,6 +456,8 @@ class GeminiToChatStream(ChatStreamWriter):
     ``finish()``.
     """
 
+    usage_final_when_finished = False  # a usageMetadata may follow the finishReason: the last one counts
+
     def __init__(self, model: str) -> None:
         super().__init__(model)
         self._calls = 0
@@ -492,6 +494,8 @@ class GeminiToChatStream(ChatStreamWriter):
 # The format
 
 class GeminiObserver(Observer):
+    usage_final_when_finished = False  # a usageMetadata may follow the finishReason: the last one counts
+
     def _watch(self, raw: bytes, payload: dict) -> bytes:
         if payload.get("error"):
             self.failed = True

@@ -1,10 +1,13 @@
 """Stream observers: what they see of an upstream's events passed on natively."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from gateway.formats.chat import ChatObserver
+from gateway.exchange import _NativeRelay
+from gateway.formats.base import ClientRequest
+from gateway.formats.chat import CHAT, ChatObserver
 
 pytestmark = pytest.mark.no_services
 
@@ -34,3 +37,70 @@ def test_a_chat_observer_counts_every_character_and_still_sees_usage_and_errors_
     assert observer.failed
     observer.feed(event("[DONE]"))
     assert observer.finished
+
+
+def stream(texts: list[str], model: str) -> bytes:
+    """A chat stream as an OpenAI upstream sends it: a role chunk, content, finish, usage and [DONE]."""
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": model}
+    events = [event({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})]
+    events += [event({**chunk, "choices": [{"index": 0, "delta": {"content": text}}], "usage": None})
+               for text in texts]
+    events += [event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+               event({**chunk, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(texts),
+                                                        "total_tokens": 5 + len(texts)}}),
+               event("[DONE]")]
+    return b"".join(events)
+
+
+def relay(texts: list[str]) -> _NativeRelay:
+    chat = CHAT
+    exchange = SimpleNamespace(
+        client_format=chat,
+        request=ClientRequest(body={}, model="public", intent=None, stream=True, max_output=None),
+        price=lambda usage: 0.25, route=SimpleNamespace(public_id="public"),
+        call=SimpleNamespace(first_token=lambda: None), observer=None)
+    opened = SimpleNamespace(format=chat, target=SimpleNamespace(upstream_model="private"))
+    return _NativeRelay(exchange, opened)
+
+
+def relayed(relay: _NativeRelay, reads: list[bytes]) -> tuple[bytes, bytes]:
+    sent, ending = b"", b""
+    for read in reads:
+        now, end = relay.feed(read)
+        sent, ending = sent + now, ending + end
+    return sent, ending
+
+
+def test_a_native_chat_stream_relays_the_same_however_its_reads_are_cut():
+    """Whole reads of plain events pass in one piece; a read that ends mid-event (mid model id, even) or
+    starts with the usage is parsed: the client gets the same bytes, with the public model id, and the
+    same usage, cost and character count either way; [DONE] alone is the held end."""
+    texts = ["Hello", " world", ' "usage": "error" [done]', " naïve"]
+    raw = stream(texts, "private")
+    whole = relay(texts)
+    sent, ending = relayed(whole, [raw])
+    assert ending == b"data: [DONE]\n\n" and whole.charge_known
+    assert b"private" not in sent and sent.count(b'"public"') == len(texts) + 3
+    assert json.loads(sent.split(b"\n\n")[-2][len(b"data: "):])["usage"]["cost"] == 0.25
+    for cut in range(1, len(raw)):
+        split = relay(texts)
+        assert relayed(split, [raw[:cut], raw[cut:]]) == (sent, ending), cut
+        assert split.usage == whole.usage and split.observer.output_chars() == sum(map(len, texts))
+    events = [e + b"\n\n" for e in raw.split(b"\n\n") if e]
+    one_by_one = relay(texts)
+    assert relayed(one_by_one, events) == (sent, ending)
+    assert one_by_one.observer.output_chars() == whole.observer.output_chars() == sum(map(len, texts))
+
+
+def test_skimming_stops_at_the_first_event_that_is_more_than_output():
+    observer = ChatObserver(price=lambda usage: 0.5, wants_usage=True)
+    first, plain = delta("Hi"), delta(" there") + delta(" you")
+    assert observer.skim(first + plain) == 0  # before any output: parsed, for the time to first token
+    assert observer.feed(first) == first and observer.produced == 2
+    usage = event({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}})
+    assert observer.skim(plain + usage + event("[DONE]")) == len(plain)
+    assert observer.skim(plain + delta(" cut")[:9]) == len(plain)  # a read that ends mid-event
+    assert observer.skim(plain.replace(b"\n", b"\r\n")) == 0  # CRLF lines are parsed
+    assert observer.skim(event({"error": {"message": "overloaded"}})) == 0
+    assert observer.usage is None
+    assert observer.output_chars() == len("Hi") + 2 * len(" there you")  # the plain events were skimmed twice

@@ -179,6 +179,22 @@ def test_chat_cut_after_breaks_the_stream(sim_url):
     assert all(c.usage is None for c in received)
 
 
+@pytest.mark.parametrize("path, body, end", [
+    ("/v1/chat/completions", {"model": "m", "messages": USER, "stream": True}, b"data: [DONE]\n\n"),
+    ("/v1/messages", {"model": "c", "max_tokens": 64, "messages": USER, "stream": True},
+     b'event: message_stop\ndata: {"type": "message_stop"}\n\n'),
+])
+def test_cut_at_end_breaks_the_body_after_the_last_event(sim_url, path, body, end):
+    """Every event arrives, then the connection closes without the chunked body's clean end."""
+    received = []
+    keys = {"authorization": "Bearer sk-test-1234", "x-api-key": "sk-ant-5678"}
+    with pytest.raises(httpx.RemoteProtocolError):
+        with httpx.stream("POST", f"{sim_url}{path}", json={**body, "sim": {"cut_at_end": True}},
+                          headers=keys) as resp:
+            received += resp.iter_bytes()
+    assert b"".join(received).endswith(end)
+
+
 def test_latency_hang_and_drop(sim_url):
     started = time.monotonic()
     oai(sim_url, "/x/latency_ms=300").chat.completions.create(model="m", messages=USER)
