@@ -37,7 +37,8 @@ def _session_get() -> aiohttp.ClientSession:
     if _session is None or _session.closed:
         _session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=30, ttl_dns_cache=300),
-            skip_auto_headers=("User-Agent",))
+            skip_auto_headers=("User-Agent",),
+            cookie_jar=aiohttp.DummyCookieJar())  # one session serves every organization: no cookie carries over
     return _session
 
 

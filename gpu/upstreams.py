@@ -11,6 +11,7 @@ import base64
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
@@ -87,8 +88,10 @@ def _client() -> httpx.Client:
     """One pooled client per process, shared by its threads: polls reuse their providers' connections."""
     pid = os.getpid()
     if (client := _clients.get(pid)) is None:
+        # One client serves every organization's jobs: a jar that keeps no cookie, so none carries over.
         client = _clients[pid] = httpx.Client(timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
-                                              limits=httpx.Limits(max_connections=100), follow_redirects=True)
+                                              limits=httpx.Limits(max_connections=100), follow_redirects=True,
+                                              cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
     return client
 
 
