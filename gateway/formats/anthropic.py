@@ -505,6 +505,8 @@ def _has_cache_control(body: dict) -> bool:
 # The format
 
 class AnthropicObserver(Observer):
+    NOT_PLAIN = (b"message_start", b"message_delta", b"message_stop", b'"error"')
+
     def __init__(self, price: Price) -> None:
         super().__init__(price)
         self._usage: dict = {}

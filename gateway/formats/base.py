@@ -82,6 +82,9 @@ class Observer:
     """Watches a stream passed on natively: usage, output produced, whether it ended properly."""
 
     usage_final_when_finished = True  # nothing after the event that says how a stream ends changes its usage
+    # What only events that may be more than output contain (in a string, a quote is escaped); none: every
+    # event is parsed.
+    NOT_PLAIN: tuple[bytes, ...] = ()
     UNPARSED_MAX = 256 * 1024  # bytes of events whose parsing waits (see ``skim``), at most: then counted
 
     def __init__(self, price: Price) -> None:
@@ -133,7 +136,9 @@ class Observer:
     def _plain_until(self, raw: bytes) -> int:
         """Where in raw events the first thing that may be more than output (usage, an error, the end) is;
         ``len(raw)`` when there is none."""
-        return 0
+        if not self.NOT_PLAIN:
+            return 0
+        return min((at for mark in self.NOT_PLAIN if (at := raw.find(mark)) >= 0), default=len(raw))
 
     def _watch(self, raw: bytes, payload: dict) -> bytes:
         raise NotImplementedError

@@ -96,10 +96,12 @@ class ChatObserver(Observer):
         super().__init__(price)
         self.wants_usage = wants_usage
 
+    NOT_PLAIN = (b'"error"', b"[DONE]")
+
     def _plain_until(self, raw: bytes) -> int:
-        usage = _USAGE_WITH_VALUE.search(raw)
-        marks = (usage.start() if usage else -1, raw.find(b'"error"'), raw.find(b"[DONE]"))
-        return min((at for at in marks if at >= 0), default=len(raw))
+        until = super()._plain_until(raw)
+        usage = _USAGE_WITH_VALUE.search(raw, 0, until)
+        return usage.start() if usage else until
 
     def _other(self, raw: bytes, data: bytes | None) -> bytes:
         self.finished = self.finished or data == b"[DONE]"

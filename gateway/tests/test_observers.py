@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from gateway.exchange import _NativeRelay
-from gateway.formats.base import ClientRequest
+from gateway.formats.anthropic import ANTHROPIC
+from gateway.formats.base import ClientRequest, WireFormat
 from gateway.formats.chat import CHAT, ChatObserver
 
 pytestmark = pytest.mark.no_services
@@ -39,7 +40,7 @@ def test_a_chat_observer_counts_every_character_and_still_sees_usage_and_errors_
     assert observer.finished
 
 
-def stream(texts: list[str], model: str) -> bytes:
+def chat_stream(texts: list[str], model: str) -> bytes:
     """A chat stream as an OpenAI upstream sends it: a role chunk, content, finish, usage and [DONE]."""
     chunk = {"id": "c", "object": "chat.completion.chunk", "model": model}
     events = [event({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})]
@@ -52,14 +53,36 @@ def stream(texts: list[str], model: str) -> bytes:
     return b"".join(events)
 
 
-def relay(texts: list[str]) -> _NativeRelay:
-    chat = CHAT
+def anthropic_stream(texts: list[str], model: str) -> bytes:
+    """A Messages stream as Anthropic sends it, from message_start to message_stop."""
+    def named(name: str, payload: dict) -> bytes:
+        return b"event: " + name.encode() + b"\n" + event({"type": name, **payload})
+
+    message = {"id": "m", "role": "assistant", "model": model, "content": [],
+               "usage": {"input_tokens": 5, "output_tokens": 1}}
+    events = [named("message_start", {"message": message}),
+              named("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+              named("ping", {})]
+    events += [named("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
+               for text in texts]
+    events += [named("content_block_stop", {"index": 0}),
+               named("message_delta", {"delta": {"stop_reason": "end_turn"},
+                                       "usage": {"output_tokens": len(texts)}}),
+               named("message_stop", {})]
+    return b"".join(events)
+
+
+FORMATS = {"chat": (CHAT, chat_stream, b"data: [DONE]\n\n"),
+           "anthropic": (ANTHROPIC, anthropic_stream, b"event: message_delta\n")}
+
+
+def relay(fmt: WireFormat) -> _NativeRelay:
     exchange = SimpleNamespace(
-        client_format=chat,
+        client_format=fmt,
         request=ClientRequest(body={}, model="public", intent=None, stream=True, max_output=None),
         price=lambda usage: 0.25, route=SimpleNamespace(public_id="public"),
         call=SimpleNamespace(first_token=lambda: None), observer=None)
-    opened = SimpleNamespace(format=chat, target=SimpleNamespace(upstream_model="private"))
+    opened = SimpleNamespace(format=fmt, target=SimpleNamespace(upstream_model="private"))
     return _NativeRelay(exchange, opened)
 
 
@@ -71,24 +94,25 @@ def relayed(relay: _NativeRelay, reads: list[bytes]) -> tuple[bytes, bytes]:
     return sent, ending
 
 
-def test_a_native_chat_stream_relays_the_same_however_its_reads_are_cut():
+@pytest.mark.parametrize("name", FORMATS)
+def test_a_native_stream_relays_the_same_however_its_reads_are_cut(name):
     """Whole reads of plain events pass in one piece; a read that ends mid-event (mid model id, even) or
-    starts with the usage is parsed: the client gets the same bytes, with the public model id, and the
-    same usage, cost and character count either way; [DONE] alone is the held end."""
-    texts = ["Hello", " world", ' "usage": "error" [done]', " naïve"]
+    starts with more than output is parsed: the client gets the same bytes, with the public model id, and
+    the same usage, cost and character count either way; from the end event on, it is held."""
+    fmt, stream, end = FORMATS[name]
+    texts = ["Hello", " world", ' "usage": "error" [done] message_stop', " naïve"]
     raw = stream(texts, "private")
-    whole = relay(texts)
+    whole = relay(fmt)
     sent, ending = relayed(whole, [raw])
-    assert ending == b"data: [DONE]\n\n" and whole.charge_known
-    assert b"private" not in sent and sent.count(b'"public"') == len(texts) + 3
-    assert json.loads(sent.split(b"\n\n")[-2][len(b"data: "):])["usage"]["cost"] == 0.25
+    assert ending.startswith(end) and whole.charge_known and whole.usage.output == len(texts)
+    assert b"private" not in sent + ending and b'"public"' in sent
+    assert b'"cost":0.25' in sent + ending
     for cut in range(1, len(raw)):
-        split = relay(texts)
+        split = relay(fmt)
         assert relayed(split, [raw[:cut], raw[cut:]]) == (sent, ending), cut
         assert split.usage == whole.usage and split.observer.output_chars() == sum(map(len, texts))
-    events = [e + b"\n\n" for e in raw.split(b"\n\n") if e]
-    one_by_one = relay(texts)
-    assert relayed(one_by_one, events) == (sent, ending)
+    one_by_one = relay(fmt)
+    assert relayed(one_by_one, [e + b"\n\n" for e in raw.split(b"\n\n") if e]) == (sent, ending)
     assert one_by_one.observer.output_chars() == whole.observer.output_chars() == sum(map(len, texts))
 
 
