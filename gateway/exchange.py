@@ -202,16 +202,16 @@ class Exchange:
         pings = self.client_format.ping is not None
         self._ping_timer = loop.call_later(self._ping_every, self._ping_due) if pings else None
         relay = _NativeRelay(self, opened) if opened.native else _TranslatedRelay(self, opened)
-        # What one read brought goes out in one write, never held back — except the stream's end (from the
-        # event where the upstream says how it ends: the ones a client's SDK stops at), which goes out last,
-        # once the charge would survive a crash. The charge is recorded as soon as it is known, so that its
-        # journal write is on its way while the rest is sent and read.
+        # What one read brought goes out in one write, never held back — except the stream's end (the events
+        # a client's SDK stops at, and the body's end), which goes out last, once the charge would survive a
+        # crash. The charge is recorded as soon as it is known, so that its journal write is on its way while
+        # the rest is sent and read.
         pending, last = opened.first, b""
         try:
             while pending:
                 events, ending = relay.feed(pending)
                 last += ending
-                if ending and relay.charge_known and not self.call.recorded:
+                if relay.charge_known and not self.call.recorded:
                     self.usage = relay.usage
                     self._record()
                     if events:
@@ -274,10 +274,11 @@ class _NativeRelay:
     def charge_known(self) -> bool:
         """The upstream said how its stream ends, and nothing after that can change the charge."""
         observer = self.observer
-        return observer.finished and observer.usage_final_when_finished and not observer.failed
+        return observer.finished and observer.has_end_event and not observer.failed
 
     def feed(self, read: bytes) -> tuple[bytes, bytes]:
-        """What to send for the bytes one upstream read brought: before the stream's end, and from it on."""
+        """What to send for the bytes one upstream read brought: before the stream's end event, and from it
+        on (a stream without one ends with its body)."""
         observer, head = self.observer, b""
         if self.parser.idle and (plain := observer.skim(read)):
             head, read = self._swapped(read[:plain]), read[plain:]
@@ -286,7 +287,7 @@ class _NativeRelay:
         out, ending = [head], []
         for event in self.parser.feed(read):
             sent = observer.feed(self._swapped(event))
-            (ending if observer.finished else out).append(sent)
+            (ending if observer.finished and observer.has_end_event else out).append(sent)
         if observer.produced:
             self.exchange.call.first_token()
         return b"".join(out), b"".join(ending)
@@ -328,17 +329,16 @@ class _TranslatedRelay:
     def charge_known(self) -> bool:
         """The upstream said how its stream ends, and nothing after that can change the charge."""
         decoder = self.decoder
-        return decoder.finished and decoder.usage_final_when_finished and self.exchange.status == 200
+        return decoder.finished and decoder.has_end_event and self.exchange.status == 200
 
     def feed(self, read: bytes) -> tuple[bytes, bytes]:
-        """What to send for the bytes one upstream read brought: before the stream's end, and (all of a read
-        that reached it) from it on."""
+        """What to send for the bytes one upstream read brought: all of it at once, since the client's end
+        comes from ``end`` (a decoder yields the chunks that end a stream only from ``finish``)."""
         chunks, sse_item, decoder = [], self.sse_item, self.decoder
         for event in self.parser.feed(read):
             if (item := sse_item(event)) is not None:
                 chunks += decoder.feed(item)
-        out = self._out(chunks)
-        return (b"", out) if decoder.finished else (out, b"")
+        return self._out(chunks), b""
 
     def end(self) -> bytes:
         if not self.decoder.finished:

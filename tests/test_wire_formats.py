@@ -345,6 +345,9 @@ def cutting_models(committed_db, sim_url) -> dict[str, str]:
         "gemini": [(provider(Provider.Kind.GEMINI, "cut_after=4/v1beta"), "wf-cut-gemini")],
         "anthropic": [(provider(Provider.Kind.OPENAI, "fail=500/v1"), "wf-cut-anthropic-a"),
                       (provider(Provider.Kind.ANTHROPIC, "cut_after=4/v1"), "wf-cut-anthropic-b")],
+        # cut after the stream's last event, before the body's clean end
+        "openai-at-end": [(provider(Provider.Kind.OPENAI, "cut_at_end=true/v1"), "wf-cut-openai-at-end")],
+        "gemini-at-end": [(provider(Provider.Kind.GEMINI, "cut_at_end=true/v1beta"), "wf-cut-gemini-at-end")],
     }
     for upstream, targets in chains.items():
         model_upsert(public_id=f"wf-cut-{upstream}", capability="chat", prices_per_mtok=prices,
@@ -1043,6 +1046,25 @@ def test_a_stream_cut_after_its_last_event_is_a_whole_answer_charged_once(
         text = reply.answer.output_text
     assert text == expected_reply(prompt)
     assert_billed(gateway_url, account, reply, model=model, stream=True)
+
+
+def test_a_translated_stream_cut_after_its_end_is_whole_unless_gemini_usage_could_still_follow(
+        gateway_url, account, claude, oai, wire, cutting):
+    """Translated too, a stream cut after its end event is a whole answer charged once as a success. A
+    Gemini stream's only end is its body's (a usageMetadata may follow the finishReason), so a cut there is
+    an error, billed for what was sent."""
+    prompt = "Cut me off only at the very end"
+    model = cutting["openai-at-end"]
+    reply = claude_call(claude, stream=True, model=model, max_tokens=256, messages=user(prompt))
+    assert reply.answer.content[0].text == expected_reply(prompt)
+    flush(gateway_url, account.key)
+    log = RequestLog.objects.get(request_id=reply.request_id)
+    assert (log.status, log.error_type, log.output_tokens) == (200, "", reply.tokens.output)
+    assert log.cost == reply.cost > 0
+    assert LedgerEntry.objects.get(idempotency_key=f"call:{reply.request_id}").amount == -log.cost
+    text, request_id = cut_chat(oai, wire, cutting["gemini-at-end"], {})
+    assert text == expected_reply(CUT_PROMPT)
+    assert_cut_billed(gateway_url, account, request_id, text)
 
 
 # --- the model list --------------------------------------------------------------------------------------

@@ -81,7 +81,9 @@ def capped(body: dict, name: str, tokens: int) -> dict:
 class Observer:
     """Watches a stream passed on natively: usage, output produced, whether it ended properly."""
 
-    usage_final_when_finished = True  # nothing after the event that says how a stream ends changes its usage
+    # The stream ends with an event SDKs stop at, after which nothing changes its usage (a Gemini stream ends
+    # with its body: a usageMetadata may follow the finishReason).
+    has_end_event = True
     # What only events that may be more than output contain (in a string, a quote is escaped); none: every
     # event is parsed.
     NOT_PLAIN: tuple[bytes, ...] = ()
@@ -253,8 +255,9 @@ class WireFormat:
 
     def chat_decoder(self, model: str):
         """This format's stream → chat chunks: ``feed(item)``, ``finish()``, and ``usage`` and ``finished``
-        (the upstream said how its stream ends) as it goes; ``usage_final_when_finished`` when nothing after
-        that can change the usage."""
+        (the upstream said how its stream ends) as it goes, and ``has_end_event`` (as ``Observer``'s). Only
+        ``finish()`` yields the chunks that end a stream (finish reason, usage): a translator may turn them
+        into the events a client's SDK stops at."""
         raise NotImplementedError
 
 

@@ -92,11 +92,11 @@ _USAGE_WITH_VALUE = re.compile(rb'"usage"\s*:\s*[^n\s]')
 
 
 class ChatObserver(Observer):
+    NOT_PLAIN = (b'"error"', b"[DONE]")  # and a usage with a value: ``_plain_until``
+
     def __init__(self, price: Price, wants_usage: bool) -> None:
         super().__init__(price)
         self.wants_usage = wants_usage
-
-    NOT_PLAIN = (b'"error"', b"[DONE]")
 
     def _plain_until(self, raw: bytes) -> int:
         until = super()._plain_until(raw)
@@ -146,13 +146,15 @@ class ChatToChat:
 
 
 class ChatDecoder:
-    """A chat upstream's stream as chat chunks (the pivot already): it only watches for usage and the end."""
+    """A chat upstream's stream as chat chunks (the pivot already): it watches for usage and the end, and
+    keeps the chunks from the finish reason on for ``finish()``."""
 
-    usage_final_when_finished = True  # its end is [DONE], after the usage chunk
+    has_end_event = True  # [DONE], after the usage chunk
 
     def __init__(self) -> None:
         self.usage: TokenUsage | None = None
         self.finished = False
+        self._ending: list[dict] = []
 
     def feed(self, item: dict) -> list[dict]:
         if item.get("done"):
@@ -160,10 +162,14 @@ class ChatDecoder:
             return []
         if item.get("usage"):
             self.usage = usage_from_chat(item["usage"])
+        if self._ending or item.get("usage") or any(c.get("finish_reason") for c in item.get("choices") or ()):
+            self._ending.append(item)
+            return []
         return [item]
 
     def finish(self) -> list[dict]:
-        return []
+        ending, self._ending = self._ending, []
+        return ending
 
 
 def _chat_tool(tool: dict) -> str | None:

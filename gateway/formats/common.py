@@ -164,7 +164,7 @@ class ChatStreamWriter:
     cut before that is a failure, not an answer).
     """
 
-    usage_final_when_finished = True
+    has_end_event = True
 
     def __init__(self, model: str) -> None:
         self._head = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk",

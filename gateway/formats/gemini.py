@@ -456,7 +456,7 @@ class GeminiToChatStream(ChatStreamWriter):
     ``finish()``.
     """
 
-    usage_final_when_finished = False  # a usageMetadata may follow the finishReason: the last one counts
+    has_end_event = False  # it ends with its body: a usageMetadata may follow the finishReason
 
     def __init__(self, model: str) -> None:
         super().__init__(model)
@@ -494,7 +494,7 @@ class GeminiToChatStream(ChatStreamWriter):
 # The format
 
 class GeminiObserver(Observer):
-    usage_final_when_finished = False  # a usageMetadata may follow the finishReason: the last one counts
+    has_end_event = False  # it ends with its body: a usageMetadata may follow the finishReason
 
     def _watch(self, raw: bytes, payload: dict) -> bytes:
         if payload.get("error"):
