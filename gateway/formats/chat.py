@@ -162,7 +162,8 @@ class ChatDecoder:
             return []
         if item.get("usage"):
             self.usage = usage_from_chat(item["usage"])
-        if self._ending or item.get("usage") or any(c.get("finish_reason") for c in item.get("choices") or ()):
+        ends = item.get("usage") or any(choice.get("finish_reason") for choice in item.get("choices") or ())
+        if ends or self._ending:
             self._ending.append(item)
             return []
         return [item]
