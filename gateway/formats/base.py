@@ -117,7 +117,7 @@ class Observer:
         end = read.rfind(b"\n\n", 0, self._plain_until(read)) + 2  # the end of the last plain event
         if end < 2:
             return 0
-        self._unparsed.append(read[:end] if end < len(read) else read)
+        self._unparsed.append(read[:end])  # all of it: the read itself, not a copy
         self._unparsed_size += end
         if self._unparsed_size >= self.UNPARSED_MAX:
             self.output_chars()
