@@ -25,10 +25,10 @@ from gateway.catalog import Route, Target
 from gateway.errors import GatewayError, invalid_request
 from gateway.fallback import targets_walk
 from gateway.formats import upstream_format
-from gateway.formats.base import ClientRequest, Observer, WireFormat
+from gateway.formats.base import ClientRequest, Observer, WireFormat, json_bytes
 from gateway.formats.chat import chat_output_chars
 from gateway.formats.common import TranslationError
-from gateway.http import SSE_HEADERS, Send, encode_headers, send_json
+from gateway.http import JSON_HEADERS, SSE_HEADERS, Send, encode_headers, send_bytes
 from gateway.sse import SSEParser
 from gateway.upstream import UpstreamFailure, UpstreamResponse
 
@@ -188,10 +188,13 @@ class Exchange:
         cost = self._cost(self.usage)
         client.stamp_answer(answer, self.usage, micro_to_json(cost))
         self._record()
+        await self.call.journal_sent()
+        body = json_bytes(answer)
+        headers = JSON_HEADERS + encode_headers({**self.call.headers,
+                                                 "x-hypereal-credits": format(micro_to_credits(cost), "f")})
         await self.call.durable()  # an answer is sent only once its charge would survive a crash
         self.answered = True
-        await send_json(self.send, 200, answer,
-                        {**self.call.headers, "x-hypereal-credits": format(micro_to_credits(cost), "f")})
+        await send_bytes(self.send, 200, body, headers)
 
     async def _relay(self, opened: Opened) -> None:
         await self.send({"type": "http.response.start", "status": 200,
@@ -202,21 +205,23 @@ class Exchange:
         pings = self.client_format.ping is not None
         self._ping_timer = loop.call_later(self._ping_every, self._ping_due) if pings else None
         relay = _NativeRelay(self, opened) if opened.native else _TranslatedRelay(self, opened)
-        # What one read brought goes out in one write, never held back — except the stream's end (the events
-        # a client's SDK stops at, and the body's end), which goes out last, once the charge would survive a
-        # crash. The charge is recorded as soon as it is known, so that its journal write is on its way while
-        # the rest is sent and read.
+        # What one read brought goes out in one write, never held back — until the read that brings the
+        # stream's end (the events a client's SDK stops at): from it on, the rest goes out in one last write,
+        # with the body's end, once the charge would survive a crash. The charge is recorded as soon as it is
+        # known, so that its journal write is on its way while the rest is read.
         pending, last = opened.first, b""
         try:
             while pending:
                 events, ending = relay.feed(pending)
-                last += ending
                 if relay.charge_known and not self.call.recorded:
                     self.usage = relay.usage
                     self._record()
-                    if events:
-                        await asyncio.sleep(0)  # the journal write goes out first, then these
-                await self._emit(events)
+                    await self.call.journal_sent()
+                if self.call.recorded:
+                    last += events + ending
+                else:
+                    last += ending
+                    await self._emit(events)
                 if time.perf_counter() > self.deadline:
                     raise UpstreamFailure("timeout", message="the call's deadline passed")
                 pending = await opened.response.chunk()
