@@ -969,8 +969,9 @@ def environment() -> str:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    dirty = subprocess.run(  # the benchmark's own outputs, left by an earlier run, change no code
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results.md",
+         ":(exclude)bench/profile.md"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     wrk_version = [
         subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" Copyright")[0]
