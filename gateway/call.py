@@ -63,8 +63,9 @@ class Call:
         ))
 
     async def journal_sent(self) -> None:
-        """Let the record's journal write leave now (the settler sends it on the event loop's next turn), so
-        that what the caller does before ``durable`` runs during its round trip, not after it."""
+        """Give the settler the event loop's next turn, in which it sends the record's journal write (unless
+        one is already on its way: this one follows it), so that what the caller does before ``durable``
+        runs during the round trip, not after it."""
         if self.journaled is not None:
             await asyncio.sleep(0)
 
