@@ -25,10 +25,10 @@ from gateway.catalog import Route, Target
 from gateway.errors import GatewayError, invalid_request
 from gateway.fallback import targets_walk
 from gateway.formats import upstream_format
-from gateway.formats.base import ClientRequest, Observer, WireFormat, json_bytes
+from gateway.formats.base import ClientRequest, Observer, WireFormat
 from gateway.formats.chat import chat_output_chars
 from gateway.formats.common import TranslationError
-from gateway.http import JSON_HEADERS, SSE_HEADERS, Send, encode_headers, send_bytes
+from gateway.http import SSE_HEADERS, Send, encode_headers, json_response, send_bytes
 from gateway.sse import SSEParser
 from gateway.upstream import UpstreamFailure, UpstreamResponse
 
@@ -189,9 +189,8 @@ class Exchange:
         client.stamp_answer(answer, self.usage, micro_to_json(cost))
         self._record()
         await self.call.journal_sent()
-        body = json_bytes(answer)
-        headers = JSON_HEADERS + encode_headers({**self.call.headers,
-                                                 "x-hypereal-credits": format(micro_to_credits(cost), "f")})
+        body, headers = json_response(answer, {**self.call.headers,
+                                               "x-hypereal-credits": format(micro_to_credits(cost), "f")})
         await self.call.durable()  # an answer is sent only once its charge would survive a crash
         self.answered = True
         await send_bytes(self.send, 200, body, headers)

@@ -96,6 +96,12 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
     await send({"type": "http.response.body", "body": body})
 
 
+def json_response(payload: dict, extra_headers: dict[str, str] | None = None
+                  ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """A JSON answer's body and headers for ``send_bytes``: encoded ahead where that overlaps a wait."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return body, JSON_HEADERS + encode_headers(extra_headers or {})
+
+
 async def send_json(send: Send, status: int, payload: dict, extra_headers: dict[str, str] | None = None) -> None:
-    headers = JSON_HEADERS + encode_headers(extra_headers or {})
-    await send_bytes(send, status, json.dumps(payload, separators=(",", ":")).encode(), headers)
+    await send_bytes(send, status, *json_response(payload, extra_headers))

@@ -26,6 +26,12 @@ class Written:
         return self.closed
 
 
+def held_transport() -> tuple[Written, _HeadWithBody]:
+    """A response's transport over a socket that records its writes (inside a running loop)."""
+    written = Written()
+    return written, _HeadWithBody(written, asyncio.get_running_loop())
+
+
 async def turn() -> None:
     """One turn of the event loop: what was scheduled with call_soon before this has run."""
     await asyncio.sleep(0)
@@ -33,8 +39,7 @@ async def turn() -> None:
 
 def test_the_head_leaves_with_the_first_body_bytes_in_one_write():
     async def scenario():
-        written = Written()
-        transport = _HeadWithBody(written, asyncio.get_running_loop())
+        written, transport = held_transport()
         transport.write(HEAD)
         transport.write(b"ok")
         await turn()
@@ -46,8 +51,7 @@ def test_the_head_leaves_with_the_first_body_bytes_in_one_write():
 
 def test_a_head_whose_body_is_late_is_not_held_past_the_loop_turn():
     async def scenario():
-        written = Written()
-        transport = _HeadWithBody(written, asyncio.get_running_loop())
+        written, transport = held_transport()
         transport.write(HEAD)
         held = list(written.writes)
         await turn()
@@ -61,8 +65,7 @@ def test_a_head_whose_body_is_late_is_not_held_past_the_loop_turn():
 
 def test_the_interim_100_continue_goes_out_at_once_and_the_head_still_waits_for_the_body():
     async def scenario():
-        written = Written()
-        transport = _HeadWithBody(written, asyncio.get_running_loop())
+        written, transport = held_transport()
         transport.write(CONTINUE)
         first = list(written.writes)
         transport.write(HEAD)
@@ -75,13 +78,11 @@ def test_the_interim_100_continue_goes_out_at_once_and_the_head_still_waits_for_
 
 def test_closing_sends_a_held_head_first_and_a_closed_socket_gets_nothing_more():
     async def scenario():
-        written = Written()
-        transport = _HeadWithBody(written, asyncio.get_running_loop())
+        written, transport = held_transport()
         transport.write(HEAD)
         transport.close()
         closed_with = (list(written.writes), written.closed)
-        gone = Written()
-        late = _HeadWithBody(gone, asyncio.get_running_loop())
+        gone, late = held_transport()
         late.write(HEAD)
         gone.closed = True  # the client left before the loop's next turn
         await turn()
