@@ -1,19 +1,34 @@
-"""Upstream HTTP: one pooled aiohttp session per process, and the failures a fallback chain acts on.
+"""Upstream HTTP: kept-alive HTTP/1.1 connections per process, and the failures a fallback chain acts on.
 
-aiohttp rather than httpx on this path: bench/ measured httpx at ~0.5 ms of CPU per call at
-concurrency 1 and ~1.1 ms at 32 (its pool polls every idle connection before each request), aiohttp
-at ~0.13 and ~0.07 ms; on a one-core budget of 1 ms per call, that is the difference.
+Neither httpx nor aiohttp on this path, measured with bench/: httpx took ~0.5 ms of CPU per call at
+concurrency 1 (its pool polls every idle connection before each request); aiohttp ~0.31 ms per 20-chunk
+stream, much of it per HTTP chunk (its reader resumes the transport and re-enters the parser for each one
+it hands out). This plain asyncio protocol, with llhttp (httptools, uvicorn's parser) reading the answer,
+takes ~0.15 ms, most of it the socket calls themselves — on a one-core budget of 1 ms per call, a tenth of
+it. aiohttp still fetches media elsewhere (gpu/), where a call is not that short.
+
+What it does: one request at a time per connection; idle connections kept per origin for
+KEEPALIVE_SECONDS, newest first; TLS with the system's CAs; gzip and deflate answers decoded; a connect
+timeout and a read timeout between the answer's bytes; a slow reader pauses the socket. What it does not:
+proxies, cookies, redirects (a provider's API answers, it does not redirect).
 """
 
 import asyncio
 import json
-from dataclasses import dataclass
+import ssl
+import zlib
+from collections import deque
+from functools import lru_cache
+from urllib.parse import urlsplit
 
-import aiohttp
+import httptools
 
 from gateway.errors import GatewayError
 
-_session: aiohttp.ClientSession | None = None
+KEEPALIVE_SECONDS = 30.0  # an idle connection older than this is closed, not reused
+IDLE_PER_ORIGIN = 256  # idle connections kept per origin; a burst's extra ones are closed
+HIGH_WATER = 256 * 1024  # answer bytes held unread before the socket stops being read
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
 
 
 class UpstreamFailure(Exception):
@@ -32,66 +47,301 @@ class UpstreamFailure(Exception):
         return GatewayError(502, "upstream_error", f"The upstream provider failed: {self.message or self.kind}.")
 
 
-def _session_get() -> aiohttp.ClientSession:
-    global _session
-    if _session is None or _session.closed:
-        _session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=30, ttl_dns_cache=300),
-            skip_auto_headers=("User-Agent",),
-            cookie_jar=aiohttp.DummyCookieJar())  # one session serves every organization: no cookie carries over
-    return _session
+class _Connection(asyncio.Protocol):
+    """One connection to an origin, carrying one exchange at a time; llhttp calls the on_* methods."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+        self.idle_since = 0.0
+        self._start()
+
+    def _start(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers_done = self.complete = self.reusable = False
+        self.error: UpstreamFailure | None = None
+        self.body: list[bytes] = []
+        self.buffered = 0
+        self.paused = False
+        self.decoder = None
+        self.until_close = False  # the body ends when the connection does
+        self.waiter: asyncio.Future | None = None
+
+    def begin(self) -> None:
+        """Ready for the next exchange on this connection."""
+        self._start()
+
+    # asyncio
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.complete:  # bytes nobody asked for: the connection cannot be trusted with another exchange
+            self.reusable = False
+            self.transport.abort()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamFailure("connect", message=f"invalid HTTP answer ({exc})"))
+            self.transport.abort()
+            return
+        if self.buffered > HIGH_WATER and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> None:
+        return None  # the transport closes itself; connection_lost decides what the end meant
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.reusable = False
+        if not self.complete:
+            if self.headers_done and self.until_close and exc is None:
+                self._finish()
+            else:
+                self._fail(UpstreamFailure("connect", message=f"connection closed ({type(exc).__name__})"
+                                           if exc else "connection closed before the answer was complete"))
+        self._wake()
+
+    # llhttp
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+            self.headers = []
+            return
+        self.status, self.headers_done = status, True
+        names = {name for name, _ in self.headers}
+        self.until_close = b"content-length" not in names and b"transfer-encoding" not in names \
+            and status not in (204, 304)
+        encoding = self.header(b"content-encoding").lower()
+        if encoding in (b"gzip", b"x-gzip", b"deflate"):
+            self.decoder = zlib.decompressobj(47)  # 32 + 15: a gzip or zlib header, found by zlib
+        elif encoding not in (b"", b"identity"):
+            self._fail(UpstreamFailure("connect", message=f"answered in encoding {encoding!r}"))
+
+    def on_body(self, data: bytes) -> None:
+        if self.error is not None:  # undecodable, or too late: dropped with its connection
+            return
+        if self.decoder is not None:
+            try:
+                data = self.decoder.decompress(data)
+            except zlib.error:
+                self._fail(UpstreamFailure("connect", message="answered with an undecodable body"))
+                return
+        if data:
+            self.body.append(data)
+            self.buffered += len(data)
+
+    def on_message_complete(self) -> None:
+        if not self.headers_done:  # the end of an interim answer
+            return
+        self._finish()
+        self.reusable = self.parser.should_keep_alive()
+
+    # the exchange's side
+
+    def header(self, name: bytes) -> bytes:
+        return next((value for key, value in self.headers if key == name), b"")
+
+    def _finish(self) -> None:
+        if self.decoder is not None:
+            if tail := self.decoder.flush():
+                self.body.append(tail)
+        self.complete = True
+
+    def _fail(self, error: UpstreamFailure) -> None:
+        if self.error is None:
+            self.error = error
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _timed_out(self) -> None:
+        self._fail(UpstreamFailure("timeout"))
+        self._wake()
+
+    async def wait(self, timeout: float) -> None:
+        """Until more of the answer arrives (or it fails): UpstreamFailure("timeout") after ``timeout`` s."""
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.create_future()
+        timer = loop.call_later(timeout, self._timed_out)
+        try:
+            await self.waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+        if self.error is not None:
+            raise self.error
+
+    def take(self) -> bytes:
+        body, self.body, self.buffered = self.body, [], 0
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        return body[0] if len(body) == 1 else b"".join(body)
 
 
-@dataclass(slots=True)
+class _Pool:
+    """Idle connections per origin (scheme, host, port), for one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+        self._tls: ssl.SSLContext | None = None
+
+    async def connection(self, origin: tuple[str, str, int], timeout: float) -> _Connection:
+        idle, now = self.idle.get(origin), self.loop.time()
+        while idle:
+            conn = idle.pop()  # the newest: the least likely to have been closed by the other end
+            if not conn.lost and now - conn.idle_since < KEEPALIVE_SECONDS:
+                conn.begin()
+                return conn
+            conn.transport.close()
+        scheme, host, port = origin
+        tls = None
+        if scheme == "https":
+            tls = self._tls = self._tls or ssl.create_default_context()
+        try:
+            _, conn = await asyncio.wait_for(self.loop.create_connection(_Connection, host, port, ssl=tls),
+                                             timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamFailure("timeout") from None
+        except OSError as exc:
+            raise UpstreamFailure("connect", message=type(exc).__name__) from None
+        return conn
+
+    def release(self, origin: tuple[str, str, int], conn: _Connection) -> None:
+        idle = self.idle.setdefault(origin, deque())
+        conn.idle_since = now = self.loop.time()
+        idle.append(conn)
+        while idle and (len(idle) > IDLE_PER_ORIGIN or now - idle[0].idle_since >= KEEPALIVE_SECONDS):
+            idle.popleft().transport.close()
+
+    def close(self) -> None:
+        for idle in self.idle.values():
+            for conn in idle:
+                conn.transport.close()
+        self.idle.clear()
+
+
+_pool: _Pool | None = None
+
+
+def _pool_get() -> _Pool:
+    global _pool
+    loop = asyncio.get_running_loop()
+    if _pool is None or _pool.loop is not loop:  # a new loop (tests run several): the old sockets are gone
+        _pool = _Pool(loop)
+    return _pool
+
+
+@lru_cache(maxsize=1024)
+def _parsed(url: str) -> tuple[tuple[str, str, int], bytes]:
+    """(origin, the request line and the headers every request to this URL starts with)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UpstreamFailure("connect", message="the target's URL is not an http(s) URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    default = port == (443 if parts.scheme == "https" else 80)
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    authority = host if default else f"{host}:{port}"
+    head = f"POST {target} HTTP/1.1\r\nhost: {authority}\r\naccept-encoding: gzip, deflate\r\n"
+    return (parts.scheme, parts.hostname, port), head.encode()
+
+
+def _head(start: bytes, headers: dict[str, str], length: int) -> bytes:
+    lines = [start]
+    for name, value in headers.items():
+        if name.lower() in _OWN_HEADERS:
+            continue
+        line = f"{name}: {value}\r\n"
+        if line.count("\n") != 1 or "\r" in line[:-2] or "\0" in line:
+            raise UpstreamFailure("connect", message=f"the request header {name!r} holds a line break")
+        lines.append(line.encode())
+    lines.append(b"content-length: %d\r\n\r\n" % length)
+    return b"".join(lines)
+
+
 class UpstreamResponse:
-    status: int
-    content_type: str
-    _response: aiohttp.ClientResponse
+    """An answer whose status and headers arrived; its body is read with ``read`` or ``chunk``."""
+
+    __slots__ = ("status", "content_type", "_conn", "_origin", "_pool", "_read_timeout")
+
+    def __init__(self, conn: _Connection, origin: tuple[str, str, int], pool: _Pool,
+                 read_timeout: float) -> None:
+        self._conn, self._origin, self._pool, self._read_timeout = conn, origin, pool, read_timeout
+        self.status = conn.status
+        kind = conn.header(b"content-type").split(b";", 1)[0].strip().lower()
+        self.content_type = kind.decode("latin-1") or "application/octet-stream"
 
     async def read(self) -> bytes:
-        try:
-            return await self._response.read()
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            raise _failure(exc) from None
+        parts = []
+        while chunk := await self.chunk():
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def chunk(self) -> bytes:
         """The next bytes of the body as they arrive; b"" at its end."""
-        try:
-            return await self._response.content.readany()
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            raise _failure(exc) from None
+        conn = self._conn
+        while True:
+            if conn.body:
+                return conn.take()
+            if conn.error is not None:
+                raise conn.error
+            if conn.complete:
+                return b""
+            await conn.wait(self._read_timeout)
 
     def close(self) -> None:
         """Done with it: a finished body returns its connection to the pool, an unfinished one is dropped."""
-        if self._response.content.at_eof():
-            self._response.release()
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        if not conn.complete or conn.error is not None:
+            conn.transport.abort()  # what is left of the answer would be read as the next one's
+        elif conn.reusable and not conn.lost:
+            self._pool.release(self._origin, conn)
         else:
-            self._response.close()
-
-
-def _failure(exc: BaseException) -> UpstreamFailure:
-    if isinstance(exc, asyncio.TimeoutError):
-        return UpstreamFailure("timeout")
-    return UpstreamFailure("connect", message=type(exc).__name__)
+            conn.transport.close()
 
 
 async def post(url: str, body: bytes, headers: dict[str, str], *, connect_timeout: float,
                read_timeout: float) -> UpstreamResponse:
     """Send the request and wait for the status line and headers (the body is read by the caller)."""
-    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+    origin, start = _parsed(url)
+    head = _head(start, headers, len(body))
+    pool = _pool_get()
+    conn = await pool.connection(origin, connect_timeout)
     try:
-        response = await _session_get().post(url, data=body, headers=headers, timeout=timeout,
-                                              allow_redirects=False)
-    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-        raise _failure(exc) from None
-    return UpstreamResponse(response.status, response.content_type, response)
+        conn.transport.write(head + body)
+        while not conn.headers_done and conn.error is None:
+            await conn.wait(read_timeout)
+        if conn.error is not None:
+            raise conn.error
+    except BaseException:
+        conn.transport.abort()
+        raise
+    return UpstreamResponse(conn, origin, pool, read_timeout)
 
 
 async def close() -> None:
-    global _session
-    if _session is not None:
-        await _session.close()
-        _session = None
+    global _pool
+    if _pool is not None:
+        _pool.close()
+        _pool = None
 
 
 RETRYABLE_STATUS = {408, 409, 429}
