@@ -16,6 +16,7 @@ proxies, cookies, redirects (a provider's API answers, it does not redirect).
 import asyncio
 import json
 import ssl
+import time
 import zlib
 from collections import deque
 from functools import lru_cache
@@ -54,9 +55,10 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.idle_since = 0.0
-        self._start()
+        self.begin()
 
-    def _start(self) -> None:
+    def begin(self) -> None:
+        """Ready for the next exchange on this connection."""
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -68,10 +70,7 @@ class _Connection(asyncio.Protocol):
         self.decoder = None
         self.until_close = False  # the body ends when the connection does
         self.waiter: asyncio.Future | None = None
-
-    def begin(self) -> None:
-        """Ready for the next exchange on this connection."""
-        self._start()
+        self.timer: asyncio.TimerHandle | None = None
 
     # asyncio
 
@@ -167,7 +166,10 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _timed_out(self) -> None:
+    def _timed_out(self, deadline: float) -> None:
+        if (left := deadline - time.monotonic()) > 0:  # the loop's clock is read once a turn: early
+            self.timer = asyncio.get_running_loop().call_later(left, self._timed_out, deadline)
+            return
         self._fail(UpstreamFailure("timeout"))
         self._wake()
 
@@ -175,11 +177,11 @@ class _Connection(asyncio.Protocol):
         """Until more of the answer arrives (or it fails): UpstreamFailure("timeout") after ``timeout`` s."""
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
-        timer = loop.call_later(timeout, self._timed_out)
+        self.timer = loop.call_later(timeout, self._timed_out, time.monotonic() + timeout)
         try:
             await self.waiter
         finally:
-            timer.cancel()
+            self.timer.cancel()
             self.waiter = None
         if self.error is not None:
             raise self.error
