@@ -27,6 +27,7 @@ import httptools
 from gateway.errors import GatewayError
 
 KEEPALIVE_SECONDS = 30.0  # an idle connection older than this is closed, not reused
+MAX_CONNECTIONS = 1000  # open per process, busy or idle: beyond it a call waits (within its connect timeout)
 IDLE_PER_ORIGIN = 256  # idle connections kept per origin; a burst's extra ones are closed
 HIGH_WATER = 256 * 1024  # answer bytes held unread before the socket stops being read
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
@@ -51,9 +52,11 @@ class UpstreamFailure(Exception):
 class _Connection(asyncio.Protocol):
     """One connection to an origin, carrying one exchange at a time; llhttp calls the on_* methods."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: "_Pool") -> None:
+        self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self.counted = True  # in the pool's count of open connections
         self.idle_since = 0.0
         self.begin()
 
@@ -85,7 +88,9 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamFailure("connect", message=f"invalid HTTP answer ({exc})"))
+            if not self.complete:  # else what followed a whole answer: it stands, the connection does not
+                self._fail(UpstreamFailure("connect", message=f"invalid HTTP answer ({exc})"))
+            self.reusable = False
             self.transport.abort()
             return
         if self.buffered > HIGH_WATER and not self.paused:
@@ -106,8 +111,13 @@ class _Connection(asyncio.Protocol):
                 self._fail(UpstreamFailure("connect", message=f"connection closed ({type(exc).__name__})"
                                            if exc else "connection closed before the answer was complete"))
         self._wake()
+        self.pool.uncount(self)
 
     # llhttp
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise ValueError("bytes after the answer")  # stops the parser: see data_received
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
@@ -195,45 +205,94 @@ class _Connection(asyncio.Protocol):
 
 
 class _Pool:
-    """Idle connections per origin (scheme, host, port), for one event loop."""
+    """Idle connections per origin (scheme, host, port), for one event loop, and at most MAX_CONNECTIONS."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+        self.open = 0
+        self.waiting: deque[asyncio.Future] = deque()  # calls waiting for the count to drop
         self._tls: ssl.SSLContext | None = None
 
     async def connection(self, origin: tuple[str, str, int], timeout: float) -> _Connection:
-        idle, now = self.idle.get(origin), self.loop.time()
-        while idle:
-            conn = idle.pop()  # the newest: the least likely to have been closed by the other end
-            if not conn.lost and now - conn.idle_since < KEEPALIVE_SECONDS:
-                conn.begin()
-                return conn
-            conn.transport.close()
+        deadline = self.loop.time() + timeout
+        while True:
+            idle, now = self.idle.get(origin), self.loop.time()
+            while idle:
+                conn = idle.pop()  # the newest: the least likely to have been closed by the other end
+                if not conn.lost and now - conn.idle_since < KEEPALIVE_SECONDS:
+                    conn.begin()
+                    return conn
+                self.drop(conn)
+            if self.open < MAX_CONNECTIONS:
+                break
+            if other := next((q for q in self.idle.values() if q), None):
+                self.drop(other.popleft())  # another origin's idle connection makes room
+            else:
+                await self._turn(deadline)
+        self.open += 1
+        try:
+            return await self._connect(origin, deadline - self.loop.time())
+        except BaseException:
+            self.open -= 1
+            self._wake_one()
+            raise
+
+    async def _connect(self, origin: tuple[str, str, int], timeout: float) -> _Connection:
         scheme, host, port = origin
         tls = None
         if scheme == "https":
             tls = self._tls = self._tls or ssl.create_default_context()
         try:
-            _, conn = await asyncio.wait_for(self.loop.create_connection(_Connection, host, port, ssl=tls),
-                                             timeout)
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: _Connection(self), host, port, ssl=tls), timeout)
         except asyncio.TimeoutError:
             raise UpstreamFailure("timeout") from None
         except OSError as exc:
             raise UpstreamFailure("connect", message=type(exc).__name__) from None
         return conn
 
+    async def _turn(self, deadline: float) -> None:
+        """Until a connection closes or turns idle; UpstreamFailure("timeout") at ``deadline``."""
+        turn = self.loop.create_future()
+        self.waiting.append(turn)
+        try:
+            await asyncio.wait_for(turn, deadline - self.loop.time())
+        except asyncio.TimeoutError:
+            raise UpstreamFailure("timeout") from None
+        finally:
+            if turn in self.waiting:
+                self.waiting.remove(turn)
+
+    def _wake_one(self) -> None:
+        while self.waiting:
+            if not (turn := self.waiting.popleft()).done():
+                turn.set_result(None)
+                return
+
     def release(self, origin: tuple[str, str, int], conn: _Connection) -> None:
         idle = self.idle.setdefault(origin, deque())
         conn.idle_since = now = self.loop.time()
         idle.append(conn)
         while idle and (len(idle) > IDLE_PER_ORIGIN or now - idle[0].idle_since >= KEEPALIVE_SECONDS):
-            idle.popleft().transport.close()
+            self.drop(idle.popleft())
+        self._wake_one()
+
+    def drop(self, conn: _Connection) -> None:
+        """Close an idle connection, and count it closed now rather than once the close is done."""
+        self.uncount(conn)
+        conn.transport.close()
+
+    def uncount(self, conn: _Connection) -> None:
+        if conn.counted:
+            conn.counted = False
+            self.open -= 1
+            self._wake_one()
 
     def close(self) -> None:
         for idle in self.idle.values():
             for conn in idle:
-                conn.transport.close()
+                self.drop(conn)
         self.idle.clear()
 
 

@@ -136,6 +136,20 @@ def test_an_answer_that_ends_with_its_connection_is_read_whole_and_the_connectio
     asyncio.run(calls())
 
 
+def test_bytes_after_an_answer_leave_the_answer_whole_and_its_connection_unused():
+    async def answer_and_more(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\none"
+                     b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ntwo")
+
+    async def calls() -> None:
+        async with Server(answer_and_more) as server:
+            assert await read(server) == b"one"
+            assert await read(server) == b"one"  # not "two", the stray answer left on the first connection
+            assert server.connections == 2
+
+    asyncio.run(calls())
+
+
 def test_a_gzip_answer_is_decoded():
     body = b'{"text":"' + b"hello " * 500 + b'"}'
 
@@ -175,6 +189,33 @@ def test_a_connection_the_upstream_closed_while_idle_is_not_used_again():
                 await asyncio.wait_for(closed.wait(), 5)
             assert await read(server) == b"ok"
             assert server.connections == 2
+
+    asyncio.run(calls())
+
+
+def test_past_the_connection_cap_a_call_waits_for_a_connection_to_come_free(monkeypatch):
+    monkeypatch.setattr(upstream, "MAX_CONNECTIONS", 1)
+
+    async def calls() -> None:
+        more = asyncio.Event()
+
+        async def answer(request: bytes, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            await more.wait()
+            writer.write(b"4\r\nlast\r\n0\r\n\r\n")
+
+        async with Server(answer) as server, Server(ok(b"other")) as other:
+            held = await post(server)
+            assert await held.chunk() == b"first"
+            with pytest.raises(UpstreamFailure) as failure:  # none comes free within its connect timeout
+                await post(other, timeout=0.2)
+            assert failure.value.kind == "timeout" and other.connections == 0
+            waiting = asyncio.ensure_future(read(other))
+            more.set()
+            assert await held.chunk() == b"last" and await held.chunk() == b""
+            held.close()  # idle now: closed to make room for the other origin
+            assert await waiting == b"other"
+            assert (server.connections, other.connections) == (1, 1)
 
     asyncio.run(calls())
 
