@@ -74,7 +74,7 @@ class Config:
         "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/hypereal_bench"
     )
     redis_url: str = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-    results: Path = Path(os.environ.get("BENCH_RESULTS", BENCH / "results.md"))
+    results: Path = Path(os.environ.get("BENCH_RESULTS") or BENCH / "results.md")  # set but empty: the default
     # Extra settings for the gateway process, for experiments: "HYPEREAL_METER_FLUSH_MS=1000,NAME=VALUE".
     gateway_env: dict = field(
         default_factory=lambda: dict(
