@@ -1,8 +1,8 @@
 """Minimal raw-ASGI plumbing for the hot path (no framework: every microsecond is per request)."""
 
-import json
 from collections.abc import Awaitable, Callable
 
+from gateway import jsoncodec
 from gateway.errors import GatewayError, invalid_request
 
 Scope = dict
@@ -55,7 +55,7 @@ MAX_JSON_DEPTH = 64  # deeper than any API's request needs; translation and logg
 
 def parse_json_object(raw: bytes) -> dict:
     try:
-        body = json.loads(raw)
+        body = jsoncodec.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:  # nested past the parser's own limit
@@ -99,7 +99,7 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
 def json_response(payload: dict, extra_headers: dict[str, str] | None = None
                   ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     """A JSON answer's body and headers for ``send_bytes``: encoded ahead where that overlaps a wait."""
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = jsoncodec.dumps(payload)
     return body, JSON_HEADERS + encode_headers(extra_headers or {})
 
 

@@ -12,7 +12,6 @@ only copy, and the pending amounts count against the balance floor until they ar
 """
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -24,6 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.tokens import TokenUsage
+from gateway import jsoncodec
 from gateway.meter_writer import MeterWriter
 from usage.consumers import live_rows_render, live_rows_send
 from usage.services import CallRecord
@@ -46,22 +46,22 @@ def journal_order(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def record_dumps(record: CallRecord) -> str:
+def record_dumps(record: CallRecord) -> bytes:
     """A record as its journal entry carries it."""
     usage = record.usage
-    return json.dumps([
+    return jsoncodec.dumps([
         record.request_id, record.organization_id, record.api_key_id, record.endpoint, record.model,
         record.provider, record.upstream_model, record.status, record.latency_ms,
         [usage.input, usage.cached_read, usage.cache_write, usage.output, usage.reasoning], record.cost,
         record.created_at.timestamp(), record.stream, record.ttft_ms, record.error_type, record.attempts,
         record.api_key_name, record.unit, record.units, record.prepaid,
-    ], separators=(",", ":"))
+    ])
 
 
 def record_loads(raw: bytes | str) -> CallRecord:
     (request_id, organization_id, api_key_id, endpoint, model, provider, upstream_model, status, latency_ms,
      usage, cost, created_at, stream, ttft_ms, error_type, attempts, api_key_name, unit, units,
-     prepaid) = json.loads(raw)
+     prepaid) = jsoncodec.loads(raw)
     return CallRecord(request_id=request_id, organization_id=organization_id, api_key_id=api_key_id,
                       endpoint=endpoint, model=model, provider=provider, upstream_model=upstream_model,
                       status=status, latency_ms=latency_ms, usage=TokenUsage(*usage), cost=cost,

@@ -1,6 +1,6 @@
 """Server-sent events: split an upstream byte stream into whole events without re-buffering it."""
 
-import json
+from gateway import jsoncodec
 
 
 class SSEParser:
@@ -35,8 +35,8 @@ def event_field(event: bytes, name: bytes) -> bytes | None:
 
 
 def encode_data(payload: dict | str) -> bytes:
-    text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    return b"data: " + text.encode() + b"\n\n"
+    data = payload.encode() if isinstance(payload, str) else jsoncodec.dumps(payload)
+    return b"data: " + data + b"\n\n"
 
 
 def encode_event(event: str, payload: dict) -> bytes:

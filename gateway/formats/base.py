@@ -7,11 +7,11 @@ call whose two sides speak the same format passes through natively (only the mod
 any other pairing is translated through OpenAI chat, the pivot every translator speaks.
 """
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from billing.tokens import TokenUsage
+from gateway import jsoncodec
 from gateway.catalog import Route, Target
 from gateway.errors import GatewayError, invalid_request, openai_error_body
 from gateway.formats.checks import refused
@@ -63,13 +63,13 @@ def _hypereal_cache(body: dict) -> bool:
 
 def load_json(raw: bytes) -> object:
     try:
-        return json.loads(raw)
+        return jsoncodec.loads(raw)
     except ValueError:
         return None
 
 
 def json_bytes(body: dict) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
+    return jsoncodec.dumps(body)
 
 
 def capped(body: dict, name: str, tokens: int) -> dict:
