@@ -313,11 +313,11 @@ def _parsed(url: str) -> tuple[tuple[str, str, int], bytes]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UpstreamFailure("connect", message="the target's URL is not an http(s) URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    default = port == (443 if parts.scheme == "https" else 80)
+    default_port = 443 if parts.scheme == "https" else 80
+    port = parts.port or default_port
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    authority = host if default else f"{host}:{port}"
+    authority = host if port == default_port else f"{host}:{port}"
     head = f"POST {target} HTTP/1.1\r\nhost: {authority}\r\naccept-encoding: gzip, deflate\r\n"
     return (parts.scheme, parts.hostname, port), head.encode()
 
@@ -373,7 +373,7 @@ class UpstreamResponse:
         self._conn = None
         if not conn.complete or conn.error is not None:
             conn.transport.abort()  # what is left of the answer would be read as the next one's
-        elif conn.reusable and not conn.lost:
+        elif conn.reusable:  # a lost connection never is
             self._pool.release(self._origin, conn)
         else:
             conn.transport.close()

@@ -74,6 +74,17 @@ async def read(server: Server, **kwargs) -> bytes:
         response.close()
 
 
+async def fails_after(response: upstream.UpstreamResponse, first: bytes) -> str:
+    """The kind of failure a body ends in once ``first`` (its only bytes) arrived; the response is closed."""
+    try:
+        assert await response.chunk() == first
+        with pytest.raises(UpstreamFailure) as failure:
+            await response.chunk()
+        return failure.value.kind
+    finally:
+        response.close()
+
+
 def test_a_finished_answer_leaves_its_connection_for_the_next_call():
     async def calls() -> None:
         async with Server(ok(b'{"ok":true}')) as server:
@@ -235,12 +246,7 @@ def test_an_upstream_that_stops_answering_fails_the_call_as_a_timeout():
                 await post(server, timeout=0.2)
             assert failure.value.kind == "timeout" and time.monotonic() - started >= 0.2  # never early
         async with Server(headers_then_nothing) as server:
-            response = await post(server, timeout=0.2)
-            assert await response.chunk() == b"first"
-            with pytest.raises(UpstreamFailure) as failure:
-                await response.chunk()
-            assert failure.value.kind == "timeout"
-            response.close()
+            assert await fails_after(await post(server, timeout=0.2), b"first") == "timeout"
 
     asyncio.run(calls())
 
@@ -253,12 +259,7 @@ def test_a_body_cut_short_is_a_failure_after_what_did_arrive():
 
     async def calls() -> None:
         async with Server(answer) as server:
-            response = await post(server)
-            assert await response.chunk() == b"partial"
-            with pytest.raises(UpstreamFailure) as failure:
-                await response.chunk()
-            assert failure.value.kind == "connect"
-            response.close()
+            assert await fails_after(await post(server), b"partial") == "connect"
 
     asyncio.run(calls())
 
