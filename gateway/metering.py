@@ -38,6 +38,7 @@ TOUCH_EVERY_SECONDS = 60  # last_used_at is written at most once a minute per ke
 class Queued:
     record: CallRecord
     journal_id: str | None  # its entry in this process's Redis journal, if it has one
+    data: bytes | None  # the record as record_dumps wrote it for the journal, if it was
 
 
 def journal_order(entry_id: str) -> tuple[int, int]:
@@ -83,8 +84,8 @@ class Meter:
         self._hand_off = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meter")  # waits on the writer
         self._companions: list[Callable[[], Coroutine]] = []
 
-    def record(self, record: CallRecord, journal_id: str | None = None) -> None:
-        self._queue.append(Queued(record, journal_id))
+    def record(self, record: CallRecord, journal_id: str | None = None, data: bytes | None = None) -> None:
+        self._queue.append(Queued(record, journal_id, data))
         if record.cost:
             self._pending_cost[record.organization_id] = self._pending_cost.get(record.organization_id, 0) \
                 + record.cost
@@ -116,9 +117,11 @@ class Meter:
             self._writing = pending
             try:
                 for start in range(0, len(pending), BATCH_SIZE):
-                    batch = [q.record for q in pending[start:start + BATCH_SIZE]]
+                    queued = pending[start:start + BATCH_SIZE]
+                    batch = [q.record for q in queued]
+                    data = [q.data or record_dumps(q.record) for q in queued]
                     try:
-                        await asyncio.get_running_loop().run_in_executor(self._hand_off, self._writer.write, batch,
+                        await asyncio.get_running_loop().run_in_executor(self._hand_off, self._writer.write, data,
                                                                          touched)
                     except Exception:
                         # Keep them for the next attempt; the write is idempotent per request id.
@@ -143,8 +146,9 @@ class Meter:
             finally:
                 self._writing = []
 
-    async def write(self, records: list[CallRecord]) -> None:
-        """Write records now (another process's journal, replayed); raises if they were not committed."""
+    async def write(self, records: list[bytes]) -> None:
+        """Write records (as record_dumps wrote them) now: another process's journal, replayed; raises if they
+        were not committed."""
         for start in range(0, len(records), BATCH_SIZE):
             await asyncio.get_running_loop().run_in_executor(self._hand_off, self._writer.write,
                                                              records[start:start + BATCH_SIZE], {})

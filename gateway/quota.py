@@ -73,7 +73,7 @@ from billing.spendable import WALLET_LUA, WALLET_PREFIX, spendable_key
 from gateway.auth import KeyContext
 from gateway.db import run_db
 from gateway.errors import GatewayError
-from gateway.metering import Queued, meter, record_dumps, record_loads
+from gateway.metering import Queued, meter, record_dumps
 from gateway.ratelimit import WINDOW_LUA, Decision, LocalWindow, ratelimit_keys
 from gateway.redis import RedisError, Send, redis_client
 from usage.services import CallRecord
@@ -596,6 +596,7 @@ class _Settlement:
     tokens: int
     record: CallRecord | None
     done: asyncio.Future
+    data: bytes | None = None  # the record as journaled, handed on to the meter
 
 
 class _Settler:
@@ -647,8 +648,9 @@ class _Settler:
             else:
                 month = reservation.month if reservation is not None else spend_month(record.created_at)
                 slot = spend_slot(record.api_key_id, month) if record.api_key_id else ""
+                s.data = record_dumps(record)
                 args += [record.organization_id, slot, 0 if record.prepaid else record.cost, record.request_id,
-                         record_dumps(record)]
+                         s.data]
         try:
             replies = await _redis().script(_SETTLE, keys, args)
         except RedisError:
@@ -656,7 +658,7 @@ class _Settler:
                           "reservations go with the next batch", len(batch))
             for s in batch:
                 if s.record is not None:
-                    meter.record(s.record)
+                    meter.record(s.record, None, s.data)
                     s.record = None
                 if not s.done.done():
                     s.done.set_result(None)
@@ -672,7 +674,7 @@ class _Settler:
                 _presence.open.pop(s.reservation.id, None)
                 _alert_if_due(s.reservation, spent)
             if s.record is not None:
-                meter.record(s.record, journal_id.decode() if journal_id else None)
+                meter.record(s.record, journal_id.decode() if journal_id else None, s.data)
             if not s.done.done():
                 s.done.set_result(None)
         return True
@@ -928,7 +930,7 @@ class _Presence:
             record = entry.record
             slot = spend_slot(record.api_key_id, spend_month(record.created_at)) if record.api_key_id else ""
             args += [record.organization_id, slot, 0 if record.prepaid else record.cost, record.request_id,
-                     record_dumps(record)]
+                     entry.data or record_dumps(record)]
         return args, queued
 
     def _joined(self, reply: list, args: list[object], queued: list[Queued]) -> str:
@@ -997,8 +999,7 @@ class _Presence:
             while True:
                 entries = await redis.execute("XRANGE", journal, "-", "+", "COUNT", 500)
                 if entries:
-                    await meter.write([record_loads(dict(zip(fields[::2], fields[1::2]))[b"d"])
-                                       for _, fields in entries])
+                    await meter.write([dict(zip(fields[::2], fields[1::2]))[b"d"] for _, fields in entries])
                     log.warning("replayed %d calls journaled by gateway process %s", len(entries), pid)
                 if await redis.script(_FORGET, [journal], [pid, *(entry_id for entry_id, _ in entries)]) \
                         or not entries:

@@ -10,6 +10,7 @@ from django.utils import timezone
 from billing.models import LedgerEntry
 from billing.tokens import TokenUsage
 from gateway.meter_writer import MeterWriteError, MeterWriter
+from gateway.metering import record_dumps
 from tests.live import gateway_env
 from usage.models import RequestLog
 from usage.services import CallRecord
@@ -30,21 +31,26 @@ def calls(account, n: int, organization_id: int | None = None) -> list[CallRecor
                        cost=1_000, created_at=timezone.now()) for _ in range(n)]
 
 
+def journaled(records: list[CallRecord]) -> list[bytes]:
+    """The records as the gateway hands them to its writer: their journal bytes."""
+    return [record_dumps(record) for record in records]
+
+
 def test_a_batch_is_committed_by_the_child_before_write_returns(writer, account):
     batch = calls(account, 3)
-    writer.write(batch, {})
+    writer.write(journaled(batch), {})
     ids = [r.request_id for r in batch]
     assert RequestLog.objects.filter(request_id__in=ids).count() == 3
     assert LedgerEntry.objects.filter(reference__in=ids, kind=LedgerEntry.Kind.CHARGE).count() == 3
 
 
 def test_a_writer_that_died_is_replaced_and_the_batch_written_once(writer, account):
-    writer.write(calls(account, 1), {})
+    writer.write(journaled(calls(account, 1)), {})
     os.kill(writer._process.pid, signal.SIGKILL)
     writer._process.join(10)
     batch = calls(account, 2)
-    writer.write(batch, {})
-    writer.write(batch, {})  # sent again (as after a crash mid-batch): still logged and charged once
+    writer.write(journaled(batch), {})
+    writer.write(journaled(batch), {})  # sent again, as after a crash mid-batch: logged and charged once
     ids = [r.request_id for r in batch]
     assert RequestLog.objects.filter(request_id__in=ids).count() == 2
     assert LedgerEntry.objects.filter(reference__in=ids).count() == 2
@@ -52,7 +58,7 @@ def test_a_writer_that_died_is_replaced_and_the_batch_written_once(writer, accou
 
 def test_a_batch_the_database_refuses_is_reported_and_the_writer_goes_on(writer, account):
     with pytest.raises(MeterWriteError, match="IntegrityError"):
-        writer.write(calls(account, 1, organization_id=10**9), {})  # no such organization
+        writer.write(journaled(calls(account, 1, organization_id=10**9)), {})  # no such organization
     batch = calls(account, 1)
-    writer.write(batch, {})
+    writer.write(journaled(batch), {})
     assert RequestLog.objects.filter(request_id=batch[0].request_id).exists()
