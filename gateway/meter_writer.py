@@ -6,7 +6,7 @@ latency at concurrency 1 — while in a child process it runs beside them. The g
 waits for the child's answer, so a flush still ends only once its batch is committed; a child that dies
 is replaced and the batch sent again (the write is idempotent per request id). A batch crosses as the
 records' journal bytes (gateway.metering.record_dumps), which the gateway already holds: pickling the
-records themselves cost the gateway's thread ~6 µs each, with the GIL held.
+records themselves cost the gateway's thread ~7 µs each, with the GIL held.
 
 Once a batch is committed the child also publishes its rows to the live request log, from the records
 it holds, when the channel layer is shared between processes (Redis); on the embedded default the

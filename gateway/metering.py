@@ -40,6 +40,10 @@ class Queued:
     journal_id: str | None  # its entry in this process's Redis journal, if it has one
     data: bytes | None  # the record as record_dumps wrote it for the journal, if it was
 
+    def dumped(self) -> bytes:
+        """The record as its journal entry carries it (written now if it never was journaled)."""
+        return self.data or record_dumps(self.record)
+
 
 def journal_order(entry_id: str) -> tuple[int, int]:
     """Redis stream ids ("<ms>-<seq>") in the order Redis gave them."""
@@ -119,7 +123,7 @@ class Meter:
                 for start in range(0, len(pending), BATCH_SIZE):
                     queued = pending[start:start + BATCH_SIZE]
                     batch = [q.record for q in queued]
-                    data = [q.data or record_dumps(q.record) for q in queued]
+                    data = [q.dumped() for q in queued]
                     try:
                         await asyncio.get_running_loop().run_in_executor(self._hand_off, self._writer.write, data,
                                                                          touched)

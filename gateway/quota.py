@@ -930,7 +930,7 @@ class _Presence:
             record = entry.record
             slot = spend_slot(record.api_key_id, spend_month(record.created_at)) if record.api_key_id else ""
             args += [record.organization_id, slot, 0 if record.prepaid else record.cost, record.request_id,
-                     entry.data or record_dumps(record)]
+                     entry.dumped()]
         return args, queued
 
     def _joined(self, reply: list, args: list[object], queued: list[Queued]) -> str:
