@@ -45,22 +45,24 @@ class Posting:
 def ledger_post(movements: Sequence[Movement]) -> list[Posting]:
     """Move credits: the one place that changes a balance.
 
-    In one transaction for the whole batch: skip the movements whose idempotency key is already in the
-    ledger (a retry moves nothing), lock the wallets in primary-key order (concurrent batches cannot
-    deadlock), apply the movements in order with a running balance, write one append-only ledger row
-    each (``balance_after`` included), update each balance once, and after commit move the Redis
-    spendable counters by what the gateway has not already counted. An exact debit the balance cannot
-    cover raises InsufficientCredits and moves nothing. A handful of SQL statements whatever the batch
-    size (COPY on PostgreSQL): the metering writer posts hundreds of calls at a time.
+    In one transaction for the whole batch: lock the wallets in primary-key order (concurrent batches
+    cannot deadlock), skip the movements whose idempotency key is already in the ledger (a retry moves
+    nothing, even one racing its original), apply the movements in order with a running balance, write
+    one append-only ledger row each (``balance_after`` included), update each balance once, and after
+    commit move the Redis spendable counters by what the gateway has not already counted. An exact debit
+    the balance cannot cover raises InsufficientCredits and moves nothing. A handful of SQL statements
+    whatever the batch size (COPY on PostgreSQL): the metering writer posts hundreds of calls at a time.
     """
     with transaction.atomic():
+        # The keys are read once the locks are granted: a concurrent post of one of them (a retry racing
+        # its original) has committed by then, so it is seen and skipped instead of failing on the key.
+        balances = _wallets_locked({m.organization_id for m in movements})
         done = existing_values(LedgerEntry, "idempotency_key", [m.idempotency_key for m in movements])
         fresh = []
         for movement in movements:
             if movement.idempotency_key not in done:
                 done.add(movement.idempotency_key)  # a key repeated inside one batch moves once too
                 fresh.append(movement)
-        balances = _wallets_locked({m.organization_id for m in fresh})
         rows, postings, unspent = [], [], {}
         now = connection.ops.adapt_datetimefield_value(timezone.now())  # as auto_now_add would set it
         for movement in fresh:

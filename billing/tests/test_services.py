@@ -1,7 +1,9 @@
+import threading
+import time
 import uuid
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, connections, transaction
 
 from apikeys.services import api_key_create
 from billing.models import LedgerEntry, Wallet
@@ -30,6 +32,42 @@ def test_credit_is_idempotent(wallet):
     wallet.refresh_from_db()
     assert wallet.balance == 500
     assert wallet.entries.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_racing_the_original_credits_once_without_an_error(wallet):
+    """A webhook delivered twice at once: the second waits for the first's wallet lock, then finds the key."""
+    org_id, outcome = wallet.organization_id, {}
+
+    def retry():
+        try:
+            outcome["entry"] = wallet_credit(organization_id=org_id, amount=500,
+                                             idempotency_key="stripe:evt_race")
+        except Exception as exc:  # reported by the assertion below
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        first = wallet_credit(organization_id=org_id, amount=500, idempotency_key="stripe:evt_race")
+        racer = threading.Thread(target=retry)
+        racer.start()
+        deadline = time.monotonic() + 10
+        while not lock_waiters() and time.monotonic() < deadline:
+            racer.join(0.01)  # until the retry's backend waits for this transaction's wallet lock
+        assert lock_waiters() == 1
+    racer.join()
+    wallet.refresh_from_db()
+    assert "error" not in outcome and outcome["entry"].pk == first.pk
+    assert wallet.balance == 500 and wallet.entries.count() == 1
+
+
+def lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view stays as first read in the transaction
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0]
 
 
 def test_charge_takes_all_or_nothing(wallet):
