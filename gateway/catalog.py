@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from billing.pricing import TokenPrices, UnitPrice
+from core.crypto import decrypt
 from gateway.db import run_db
 from gateway.errors import invalid_request
 
@@ -141,33 +142,47 @@ class Catalog:
 
 
 def catalog_load() -> Catalog:
-    from gateway.models import AliasRule, CatalogModel
+    """The enabled models with their enabled targets, in five value queries (no model instances, each
+    provider's key decrypted once): each gateway process reloads it every CATALOG_REFRESH_SECONDS in a
+    thread, and the Python that runs there takes the GIL from the event loop serving calls."""
+    from gateway.models import AliasRule, CatalogModel, FallbackTarget, ModelAlias, Provider
 
     conf = settings.HYPEREAL
+    providers = {
+        row["pk"]: row | {"api_key": decrypt(row["api_key_encrypted"])}
+        for row in Provider.objects.filter(enabled=True).values(
+            "pk", "name", "kind", "base_url", "api_key_encrypted", "connect_timeout", "read_timeout",
+            "supports_responses")
+    }
+    targets: dict[int, list[Target]] = {}
+    for model_id, provider_id, upstream_model in FallbackTarget.objects.filter(
+            model__enabled=True, provider__enabled=True).values_list("model", "provider", "upstream_model"):
+        p = providers[provider_id]
+        targets.setdefault(model_id, []).append(Target(
+            provider=p["name"], kind=p["kind"], base_url=p["base_url"].rstrip("/"), api_key=p["api_key"],
+            upstream_model=upstream_model,
+            connect_timeout=p["connect_timeout"] or conf["UPSTREAM_CONNECT_TIMEOUT"],
+            read_timeout=p["read_timeout"] or conf["UPSTREAM_READ_TIMEOUT"],
+            responses=p["supports_responses"], provider_id=provider_id))
+    aliases: dict[int, list[str]] = {}
+    listed = ModelAlias.objects.filter(model__enabled=True).order_by("pk").values_list("model", "alias")
+    for model_id, alias in listed:
+        aliases.setdefault(model_id, []).append(alias)
+    servable = CatalogModel.objects.filter(enabled=True, pk__in=targets.keys())  # else not advertised
     routes = []
-    models = (CatalogModel.objects.filter(enabled=True)
-              .prefetch_related("aliases", "targets__provider").order_by("public_id"))
-    for model in models:
-        targets = tuple(
-            Target(provider=t.provider.name, kind=t.provider.kind, base_url=t.provider.base_url.rstrip("/"),
-                   api_key=t.provider.api_key, upstream_model=t.upstream_model,
-                   connect_timeout=t.provider.connect_timeout or conf["UPSTREAM_CONNECT_TIMEOUT"],
-                   read_timeout=t.provider.read_timeout or conf["UPSTREAM_READ_TIMEOUT"],
-                   responses=t.provider.supports_responses, provider_id=t.provider.pk)
-            for t in model.targets.all() if t.provider.enabled
-        )
-        if not targets:
-            continue  # nothing can serve it: don't advertise it
-        prices = TokenPrices(input=model.input_price, cached_input=model.cached_input_price,
-                             cache_write=model.cache_write_price, output=model.output_price)
-        by_unit = model.price_unit != CatalogModel.PriceUnit.TOKEN
-        routes.append(Route(public_id=model.public_id, capability=model.capability, prices=prices,
-                            targets=targets, aliases=tuple(a.alias for a in model.aliases.all()),
-                            intents=tuple(i.strip() for i in model.intents.split(",") if i.strip()),
-                            price_unit=model.price_unit,
-                            unit_price=UnitPrice(model.unit_price, model.max_units) if by_unit else None,
-                            parameters=model.parameters or {}, context_window=model.context_window,
-                            max_output_tokens=model.max_output_tokens))
+    for model in servable.values("pk", "public_id", "capability", "input_price", "cached_input_price",
+                                 "cache_write_price", "output_price", "price_unit", "unit_price", "max_units",
+                                 "intents", "parameters", "context_window", "max_output_tokens"):
+        prices = TokenPrices(input=model["input_price"], cached_input=model["cached_input_price"],
+                             cache_write=model["cache_write_price"], output=model["output_price"])
+        unit_price = (UnitPrice(model["unit_price"], model["max_units"])
+                      if model["price_unit"] != CatalogModel.PriceUnit.TOKEN else None)
+        routes.append(Route(public_id=model["public_id"], capability=model["capability"], prices=prices,
+                            targets=tuple(targets[model["pk"]]), aliases=tuple(aliases.get(model["pk"], ())),
+                            intents=tuple(i.strip() for i in model["intents"].split(",") if i.strip()),
+                            price_unit=model["price_unit"], unit_price=unit_price,
+                            parameters=model["parameters"] or {}, context_window=model["context_window"],
+                            max_output_tokens=model["max_output_tokens"]))
     by_name = {alias: r for r in routes for alias in r.aliases}
     by_name.update({r.public_id: r for r in routes})
     by_intent: dict[str, list[Route]] = {}
