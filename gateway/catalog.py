@@ -155,8 +155,9 @@ def catalog_load() -> Catalog:
             "supports_responses")
     }
     targets: dict[int, list[Target]] = {}
-    for model_id, provider_id, upstream_model in FallbackTarget.objects.filter(
-            model__enabled=True, provider__enabled=True).values_list("model", "provider", "upstream_model"):
+    # Only the providers read above: one enabled meanwhile waits for the next load rather than break this one.
+    chained = FallbackTarget.objects.filter(model__enabled=True, provider__in=providers.keys())
+    for model_id, provider_id, upstream_model in chained.values_list("model", "provider", "upstream_model"):
         p = providers[provider_id]
         targets.setdefault(model_id, []).append(Target(
             provider=p["name"], kind=p["kind"], base_url=p["base_url"].rstrip("/"), api_key=p["api_key"],
