@@ -81,7 +81,9 @@ def ledger_post(movements: Sequence[Movement]) -> list[Posting]:
                 unspent[movement.organization_id] = unspent.get(movement.organization_id, 0) + amount
         insert_rows(LedgerEntry, ("wallet", "amount", "balance_after", "kind", "idempotency_key", "reference",
                                   "created_at"), rows)
-        update_by_pk(Wallet, "balance", sorted(balances.values()))
+        # Only the wallets that moved: a replay's are locked too, but rewriting them would change nothing.
+        moved = {m.organization_id for m in fresh}
+        update_by_pk(Wallet, "balance", sorted(balances[org_id] for org_id in moved))
         spendable_adjust_on_commit(unspent)
     return postings
 
