@@ -12,27 +12,67 @@ WINDOW = 60
 # Lua over one per-second bucket hash, for gateway.quota's script: window_used drops buckets older than
 # the minute and answers (count, oldest second); window_add counts into a bucket; window_correct adjusts
 # a bucket still in the window (a call's real token usage against what it reserved).
+# Beside the buckets the hash keeps their total ('t'), a second no bucket lies below ('o') and whether a
+# bucket lies at it ('e'), so that a call reads three fields and drops only what left the window since
+# the last call, instead of summing all sixty buckets: that scan was most of Redis's time per call (bench/:
+# ~120 µs of a ~165 µs reservation script at a steady rate).
 WINDOW_LUA = """
-local function window_used(key, now)
-  local total, oldest = 0, now
+local window_seen = {}  -- key → {oldest-second bound, whether a bucket is at it}, for window_add
+local function window_recount(key, now)  -- a new hash, or a clock that went back or leapt
+  local total, oldest = 0, nil
   local fields = redis.call('HGETALL', key)
   for i = 1, #fields, 2 do
     local sec = tonumber(fields[i])
-    if sec <= now - 60 then
+    if sec and sec <= now - 60 then
       redis.call('HDEL', key, fields[i])
-    else
+    elseif sec then
       total = total + tonumber(fields[i + 1])
-      if sec < oldest then oldest = sec end
+      if not oldest or sec < oldest then oldest = sec end
     end
   end
-  return total, oldest
+  window_seen[key] = {oldest or now, oldest ~= nil}
+  if #fields > 0 then redis.call('HSET', key, 't', total, 'o', oldest or now, 'e', oldest and 1 or 0) end
+  return total, oldest or now
 end
-local function window_add(key, now, count)
-  redis.call('HINCRBY', key, now, count)
-  redis.call('EXPIRE', key, 61)
+local function window_used(key, now)
+  local meta = redis.call('HMGET', key, 't', 'o', 'e')
+  local total, cursor, exact = tonumber(meta[1]), tonumber(meta[2]), meta[3] == '1'
+  if not total or not cursor or cursor > now or cursor < now - 120 then return window_recount(key, now) end
+  local moved = false
+  if cursor <= now - 60 then
+    for sec = cursor, now - 60 do
+      local count = redis.call('HGET', key, sec)
+      if count then
+        total = total - tonumber(count)
+        redis.call('HDEL', key, sec)
+      end
+    end
+    cursor, exact, moved = now - 59, false, true
+  end
+  if not exact then
+    while cursor < now and redis.call('HEXISTS', key, cursor) == 0 do cursor = cursor + 1 end
+    exact, moved = redis.call('HEXISTS', key, cursor) == 1, true
+    -- None up to now, yet more fields than t, o and e: buckets above now, from before the clock went back.
+    if not exact and redis.call('HLEN', key) > 3 then return window_recount(key, now) end
+  end
+  if moved then redis.call('HSET', key, 't', total, 'o', cursor, 'e', exact and 1 or 0) end
+  window_seen[key] = {cursor, exact}
+  return total, exact and cursor or now
+end
+local function window_add(key, now, count)  -- after window_used(key, now) in the same script
+  if redis.call('HINCRBY', key, now, count) == count then redis.call('EXPIRE', key, 61) end
+  redis.call('HINCRBY', key, 't', count)
+  local seen = window_seen[key]
+  if not seen[2] or seen[1] > now then  -- no bucket left in the window, or the clock went back below them
+    redis.call('HSET', key, 'o', now, 'e', 1)
+    window_seen[key] = {now, true}
+  end
 end
 local function window_correct(key, bucket, delta)
-  if delta ~= 0 and redis.call('HEXISTS', key, bucket) == 1 then redis.call('HINCRBY', key, bucket, delta) end
+  if delta ~= 0 and redis.call('HEXISTS', key, bucket) == 1 then
+    redis.call('HINCRBY', key, bucket, delta)
+    redis.call('HINCRBY', key, 't', delta)
+  end
 end
 """
 
@@ -82,7 +122,9 @@ class Decision:
 
 
 def ratelimit_keys(org_id: int) -> list[str]:
-    return [f"hypereal:rl:{{{org_id}}}:req", f"hypereal:rl:{{{org_id}}}:tok"]
+    # Not the hypereal:rl: keys of the summing window, whose scripts would misread the new fields: during a
+    # rolling upgrade each version counts its own calls, for the minute until the old processes are gone.
+    return [f"hypereal:window:{{{org_id}}}:req", f"hypereal:window:{{{org_id}}}:tok"]
 
 
 class LocalWindow:
