@@ -128,8 +128,9 @@ end
 #       lease value prefix ("org|slot|").
 # Returns {outcome, requests used, tokens used, requests reset, tokens reset, now, month spend, amount}.
 _TAKE = _PRELUDE + f"""
-if redis.call('GET', EPOCH) ~= ARGV[1] then return {{{LOST}, 0, 0, 0, 0, 0, 0, 0}} end
-if redis.call('EXISTS', REBUILDING) == 1 then return {{{REBUILDING}, 0, 0, 0, 0, 0, 0, 0}} end
+local state = redis.call('MGET', EPOCH, REBUILDING)
+if state[1] ~= ARGV[1] then return {{{LOST}, 0, 0, 0, 0, 0, 0, 0}} end
+if state[2] then return {{{REBUILDING}, 0, 0, 0, 0, 0, 0, 0}} end
 local now = tonumber(redis.call('TIME')[1])
 local floor, least, most, share = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local rpm, tpm, want = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -152,7 +153,7 @@ if limit >= 0 then
   available = math.min(available, limit - spent)
 end
 local amount = math.min(most, math.max(least, math.floor(available / share)))
-wallet_move(KEYS[1], -amount)
+redis.call('DECRBY', KEYS[1], amount)  -- the counter is there: wallet_available read it
 if spent then spent = redis.call('INCRBY', KEYS[4], amount) else spent = 0 end
 if rpm > 0 or tpm > 0 then
   window_add(KEYS[2], now, 1)
