@@ -6,6 +6,7 @@ gateway's scripts include; gateway.quota rebuilds a missing counter from ``key_s
 calls not yet written and the reservations still open.
 """
 
+import time
 from datetime import UTC, datetime
 
 from django.utils import timezone
@@ -30,9 +31,23 @@ end
 """
 
 
+_this_month: tuple[float, float, str] = (0.0, 0.0, "")  # [start, end) in epoch seconds, and its name
+
+
 def spend_month(when: datetime | None = None) -> str:
     """Spending limits run per calendar month in UTC: "YYYY-MM"."""
-    return (when or timezone.now()).astimezone(UTC).strftime("%Y-%m")
+    global _this_month
+    if when is not None:
+        return when.astimezone(UTC).strftime("%Y-%m")
+    start, end, month = _this_month
+    if start <= time.time() < end:  # every call asks: formatting the date was ~13 µs of each one's CPU
+        return month
+    now = timezone.now().astimezone(UTC)
+    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = (first.replace(year=first.year + 1, month=1) if first.month == 12
+                 else first.replace(month=first.month + 1))
+    _this_month = (first.timestamp(), following.timestamp(), now.strftime("%Y-%m"))
+    return _this_month[2]
 
 
 def spend_slot(key_id: int, month: str) -> str:

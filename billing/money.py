@@ -19,6 +19,14 @@ def micro_to_credits(micro: int) -> Decimal:
     return Decimal(micro) / MICRO
 
 
+def micro_to_text(micro: int) -> str:
+    """Credits as plain decimal text, as ``format(micro_to_credits(micro), "f")`` writes them, without Decimal
+    (a response header on every call)."""
+    whole, fraction = divmod(abs(micro), MICRO)
+    text = f"{whole}.{fraction:06d}".rstrip("0").rstrip(".") if fraction else str(whole)
+    return "-" + text if micro < 0 else text
+
+
 def micro_to_json(micro: int) -> float:
     """A JSON number for API output. Exact for any realistic amount: x / 1e6 prints as its 6-dp decimal."""
     return micro / MICRO

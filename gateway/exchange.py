@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from django.conf import settings
 
-from billing.money import micro_to_credits, micro_to_json
+from billing.money import micro_to_json, micro_to_text
 from billing.pricing import token_cost
 from billing.tokens import TokenUsage
 from gateway import upstream
@@ -190,7 +190,7 @@ class Exchange:
         self._record()
         await self.call.journal_sent()
         body, headers = json_response(answer, {**self.call.headers,
-                                               "x-hypereal-credits": format(micro_to_credits(cost), "f")})
+                                               "x-hypereal-credits": micro_to_text(cost)})
         await self.call.durable()  # an answer is sent only once its charge would survive a crash
         self.answered = True
         await send_bytes(self.send, 200, body, headers)

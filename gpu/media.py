@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 
 from django.conf import settings
 
-from billing.money import credits_to_micro, micro_to_credits, micro_to_json
+from billing.money import credits_to_micro, micro_to_json, micro_to_text
 from billing.tokens import TokenUsage
 from gateway import quota
 from gateway.auth import KeyContext, authenticate
@@ -174,7 +174,7 @@ class _MediaCall:
             self.answered = True
             await send_bytes(self.send, 200, served.body, encode_headers({
                 **self.call.headers, "content-type": served.content_type,
-                "x-hypereal-credits": format(micro_to_credits(served.cost), "f")}))
+                "x-hypereal-credits": micro_to_text(served.cost)}))
             target = served.target
             self.call.record(self.ctx, model=self.route.public_id, status=200, usage=served.usage, cost=served.cost,
                              provider=target.provider, upstream_model=target.upstream_model, unit=served.unit,

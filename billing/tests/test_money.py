@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.money import MICRO, credits_to_micro, micro_to_credits, micro_to_json
+from billing.money import MICRO, credits_to_micro, micro_to_credits, micro_to_json, micro_to_text
 from billing.pricing import TokenPrices, UnitPrice, billed_seconds, token_cost, unit_cost
 from billing.tokens import TokenUsage
 
@@ -22,6 +22,13 @@ def test_credits_convert_exactly_and_refuse_floats():
 def test_json_credits_print_as_their_exact_decimal():
     for micro in (1, 999_999, 123_456_789, 10_000 * 1_000_000 - 7):
         assert Decimal(repr(micro_to_json(micro))) == micro_to_credits(micro)
+
+
+def test_text_credits_are_the_exact_decimal_without_trailing_zeros():
+    cases = {0: "0", 1: "0.000001", 10: "0.00001", 1_500_000: "1.5", 2_000_000: "2",
+             123_456_789: "123.456789", -2_500_000: "-2.5"}
+    for micro, text in cases.items():
+        assert micro_to_text(micro) == text == format(micro_to_credits(micro), "f")
 
 
 def test_token_cost_uses_each_rate_and_rounds_up_once():
