@@ -42,7 +42,7 @@ class Posting:
     fresh: bool
 
 
-def ledger_post(movements: Sequence[Movement]) -> list[Posting]:
+def ledger_post(movements: Sequence[Movement], *, new_keys: bool = False) -> list[Posting]:
     """Move credits: the one place that changes a balance.
 
     In one transaction for the whole batch: lock the wallets in primary-key order (concurrent batches
@@ -52,12 +52,15 @@ def ledger_post(movements: Sequence[Movement]) -> list[Posting]:
     commit move the Redis spendable counters by what the gateway has not already counted. An exact debit
     the balance cannot cover raises InsufficientCredits and moves nothing. A handful of SQL statements
     whatever the batch size (COPY on PostgreSQL): the metering writer posts hundreds of calls at a time.
+    ``new_keys``: the caller expects none of the keys to be posted yet, so they are not looked up; one that
+    is fails the whole post on the ledger's unique key (IntegrityError) instead of being skipped.
     """
     with transaction.atomic():
         # The keys are read once the locks are granted: a concurrent post of one of them (a retry racing
         # its original) has committed by then, so it is seen and skipped instead of failing on the key.
         balances = _wallets_locked({m.organization_id for m in movements})
-        done = existing_values(LedgerEntry, "idempotency_key", [m.idempotency_key for m in movements])
+        done = set() if new_keys else existing_values(LedgerEntry, "idempotency_key",
+                                                      [m.idempotency_key for m in movements])
         fresh = []
         for movement in movements:
             if movement.idempotency_key not in done:
@@ -142,14 +145,16 @@ class UsageCharge:
     reference: str
 
 
-def usage_charges_apply(charges: list[UsageCharge]) -> dict[str, int]:
+def usage_charges_apply(charges: list[UsageCharge], *, new_keys: bool = False) -> dict[str, int]:
     """Charge a batch of served calls; returns the amount each idempotency key could NOT collect.
 
     A charge larger than what is left takes the wallet to zero and reports the shortfall rather than
-    going negative. The gateway counted each charge when it settled the call's reservation.
+    going negative. The gateway counted each charge when it settled the call's reservation. ``new_keys``:
+    as for ledger_post.
     """
     postings = ledger_post([Movement(c.organization_id, -c.amount, LedgerEntry.Kind.CHARGE, c.idempotency_key,
-                                     c.reference, partial=True, counted=True) for c in charges])
+                                     c.reference, partial=True, counted=True) for c in charges],
+                           new_keys=new_keys)
     asked = {c.idempotency_key: c.amount for c in charges}
     return {p.idempotency_key: asked[p.idempotency_key] + p.amount for p in postings
             if asked[p.idempotency_key] + p.amount}

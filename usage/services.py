@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apikeys.limits import spend_month
@@ -47,15 +47,28 @@ _LOG_FIELDS = ("organization", "api_key", "request_id", "endpoint", "model", "pr
                "created_at", "attempts")
 
 
-@transaction.atomic
 def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, datetime] | None = None) -> None:
     """Charge and log a batch of calls in one transaction, with their daily rollups and keys' month spend.
 
     Idempotent per request id, so a batch replayed after a crash neither logs nor charges twice.
     Plain SQL rather than the ORM, a handful of statements per batch: each gateway's metering writer
     runs this for hundreds of calls at a time, on the machine that serves them.
+
+    A batch is written first as if every call in it were new, as all but a replay's are: a call already
+    written (a writer that died before answering, another process's journal replayed) trips the unique
+    request id or charge key, rolls the whole batch back, and the batch is written again skipping what is
+    there. Looking every call up first cost ~2 ms of a 62-call batch's ~9 ms (two index probes a call).
     """
-    seen = existing_values(RequestLog, "request_id", [r.request_id for r in records])
+    try:
+        _records_write(records, touched_keys, replay=False)
+    except IntegrityError:
+        _records_write(records, touched_keys, replay=True)
+
+
+@transaction.atomic
+def _records_write(records: list[CallRecord], touched_keys: dict[int, datetime] | None, *,
+                   replay: bool) -> None:
+    seen = existing_values(RequestLog, "request_id", [r.request_id for r in records]) if replay else set()
     fresh = []
     for record in records:
         if record.request_id not in seen:
@@ -65,7 +78,7 @@ def call_records_save(*, records: list[CallRecord], touched_keys: dict[int, date
         UsageCharge(organization_id=r.organization_id, amount=r.cost, idempotency_key=f"call:{r.request_id}",
                     reference=r.request_id)
         for r in fresh if r.cost > 0 and not r.prepaid
-    ])
+    ], new_keys=not replay)
     # The adapters Django's own INSERT would apply (created_at as Django stores it, attempts as JSON).
     adapt_datetime, adapt_json = connection.ops.adapt_datetimefield_value, connection.ops.adapt_json_value
     encoder = RequestLog._meta.get_field("attempts").encoder
