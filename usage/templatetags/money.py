@@ -1,6 +1,6 @@
 from django import template
 
-from billing.money import micro_to_credits
+from billing.money import micro_to_credits, micro_to_text
 
 register = template.Library()
 
@@ -8,7 +8,7 @@ register = template.Library()
 @register.filter
 def credits(micro) -> str:
     """Micro-credits as a plain decimal amount of credits."""
-    return "—" if micro is None else f"{micro_to_credits(int(micro)):f}".rstrip("0").rstrip(".") or "0"
+    return "—" if micro is None else micro_to_text(int(micro))
 
 
 @register.filter
