@@ -50,8 +50,15 @@ local function window_used(key, now)
     cursor, exact, moved = now - 59, false, true
   end
   if not exact then
-    while cursor < now and redis.call('HEXISTS', key, cursor) == 0 do cursor = cursor + 1 end
-    exact, moved = redis.call('HEXISTS', key, cursor) == 1, true
+    moved = true
+    while true do  -- up to the oldest bucket, or to now
+      if redis.call('HEXISTS', key, cursor) == 1 then
+        exact = true
+        break
+      end
+      if cursor >= now then break end
+      cursor = cursor + 1
+    end
     -- None up to now, yet more fields than t, o and e: buckets above now, from before the clock went back.
     if not exact and redis.call('HLEN', key) > 3 then return window_recount(key, now) end
   end
