@@ -1,8 +1,11 @@
 """Charges and request logs, written in batches off the response path.
 
-Calls are queued in process and flushed every METER_FLUSH_MS (or sooner when the batch is full) in
+Calls are queued in process and flushed every METER_FLUSH_MS, or as soon as METER_FLUSH_CALLS wait, in
 one transaction per batch, written by a child process (gateway.meter_writer) so that the writing never
-holds this process's GIL; shutdown flushes whatever is queued.
+holds this process's GIL; shutdown flushes whatever is queued. Small batches matter on a machine whose
+cores the gateway shares with PostgreSQL and Redis: a batch is a burst of a few milliseconds of database
+CPU, and the calls that wait on Redis or the upstream during it are the latency's tail (bench/). Under
+load a flush still takes everything queued while the previous one was written, so batches grow with it.
 
 With Redis, a call's record reaches the queue only once gateway.quota has journaled it in Redis (in the
 round trip that settles its reservation, before its answer is complete): the queue is this process's copy,
@@ -98,7 +101,7 @@ class Meter:
             if now - self._last_touch.get(key_id, -TOUCH_EVERY_SECONDS) >= TOUCH_EVERY_SECONDS:
                 self._last_touch[key_id] = now
                 self._touched[key_id] = timezone.now()
-        if len(self._queue) >= BATCH_SIZE:
+        if len(self._queue) >= settings.HYPEREAL["METER_FLUSH_CALLS"]:
             self._wakeup.set()
 
     def pending_cost(self, organization_id: int) -> int:

@@ -32,6 +32,8 @@ FAULT_REDIS_URL = urlsplit(os.environ.get("REDIS_URL", ""))._replace(path="/13")
 # floor (a wallet's whole balance is at stake).
 FAULT_SETTINGS = {"REDIS_URL": FAULT_REDIS_URL, "HYPEREAL_LEASE_SECONDS": str(LEASE),
                   "HYPEREAL_RECONCILE_SECONDS": "1", "HYPEREAL_MIN_BALANCE_CREDITS": "0"}
+# A gateway that never writes its own calls to the database: only its journal in Redis has them.
+WRITES_NOTHING = {"HYPEREAL_METER_FLUSH_MS": "600000", "HYPEREAL_METER_FLUSH_CALLS": "1000000"}
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +142,7 @@ def test_a_gateway_killed_under_load_loses_no_answered_call(pair, make_account, 
     its own), and the reservations of the calls it held come back within the lease."""
     acct = make_account(credits="1000")
     grant = 1000 * MICRO
-    doomed_url, doomed = start_gateway(**FAULT_SETTINGS, HYPEREAL_METER_FLUSH_MS="600000")
+    doomed_url, doomed = start_gateway(**FAULT_SETTINGS, **WRITES_NOTHING)
     answers: list[dict | None] = []
 
     async def load():
@@ -184,7 +186,7 @@ def test_flushing_redis_mid_burst_never_overdraws(fault_models, make_account, re
     process's open reservations and journaled calls, or the wallet (no floor) would be overdrawn."""
     acct = make_account(credits="250")
     grant = 250 * MICRO
-    started = [start_gateway(**FAULT_SETTINGS, HYPEREAL_METER_FLUSH_MS="600000") for _ in range(2)]
+    started = [start_gateway(**FAULT_SETTINGS, **WRITES_NOTHING) for _ in range(2)]
     urls = [url for url, _ in started]
 
     async def until(condition, what: str) -> None:
@@ -255,7 +257,7 @@ def test_credits_and_key_read_charges_served_by_another_process(pair, make_accou
     """Forty calls on one process, which writes nothing itself; GET /credits and /key on another process
     right after include every charge the calls were told."""
     acct = make_account(credits="1000", spending_limit=900 * MICRO)
-    quiet_url, quiet = start_gateway(**FAULT_SETTINGS, HYPEREAL_METER_FLUSH_MS="600000")
+    quiet_url, quiet = start_gateway(**FAULT_SETTINGS, **WRITES_NOTHING)
     other_url = pair[0]
     try:
         answers = burst([quiet_url], acct.key, [chat(f"mine {i}") for i in range(40)])

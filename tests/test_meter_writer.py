@@ -4,6 +4,7 @@ import os
 import signal
 import uuid
 
+import httpx
 import pytest
 from django.utils import timezone
 
@@ -11,7 +12,8 @@ from billing.models import LedgerEntry
 from billing.tokens import TokenUsage
 from gateway.meter_writer import MeterWriteError, MeterWriter
 from gateway.metering import record_dumps
-from tests.live import gateway_env
+from tests.live import gateway_env, start_gateway, stop_process
+from tests.test_faults import wait_for
 from usage.models import RequestLog
 from usage.services import CallRecord
 
@@ -62,3 +64,26 @@ def test_a_batch_the_database_refuses_is_reported_and_the_writer_goes_on(writer,
     batch = calls(account, 1)
     writer.write(journaled(batch), {})
     assert RequestLog.objects.filter(request_id=batch[0].request_id).exists()
+
+
+def test_a_gateway_writes_its_calls_once_enough_are_queued(demo_catalog, make_account):
+    """A flush starts when HYPEREAL_METER_FLUSH_CALLS calls wait, not only every HYPEREAL_METER_FLUSH_MS (ten
+    minutes here): small batches keep each write's burst of database work short."""
+    acct = make_account(credits="1000")
+    url, proc = start_gateway(HYPEREAL_METER_FLUSH_MS="600000", HYPEREAL_METER_FLUSH_CALLS="3")
+    headers = {"Authorization": f"Bearer {acct.key}"}
+    try:
+        def answered() -> str:
+            resp = httpx.post(f"{url}/api/v1/chat/completions", headers=headers,
+                              json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]})
+            assert resp.status_code == 200
+            return resp.headers["x-request-id"]
+
+        ids = [answered(), answered()]
+        assert not RequestLog.objects.filter(request_id__in=ids).exists(), "two calls wait for a third"
+        ids.append(answered())
+        wait_for(lambda: RequestLog.objects.filter(request_id__in=ids).count() == 3, seconds=10,
+                 what="the three calls written")
+        assert LedgerEntry.objects.filter(reference__in=ids, kind=LedgerEntry.Kind.CHARGE).count() == 3
+    finally:
+        stop_process(proc)
