@@ -90,6 +90,7 @@ class Meter:
         self._writer = MeterWriter()
         self._hand_off = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meter")  # waits on the writer
         self._companions: list[Callable[[], Coroutine]] = []
+        self._flush_calls = settings.HYPEREAL["METER_FLUSH_CALLS"]  # read once: record() runs on every call
 
     def record(self, record: CallRecord, journal_id: str | None = None, data: bytes | None = None) -> None:
         self._queue.append(Queued(record, journal_id, data))
@@ -101,7 +102,7 @@ class Meter:
             if now - self._last_touch.get(key_id, -TOUCH_EVERY_SECONDS) >= TOUCH_EVERY_SECONDS:
                 self._last_touch[key_id] = now
                 self._touched[key_id] = timezone.now()
-        if len(self._queue) >= settings.HYPEREAL["METER_FLUSH_CALLS"]:
+        if len(self._queue) >= self._flush_calls:
             self._wakeup.set()
 
     def pending_cost(self, organization_id: int) -> int:
