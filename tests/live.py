@@ -39,6 +39,15 @@ def wait_until_healthy(url: str, proc: subprocess.Popen, timeout: float = 30) ->
     raise RuntimeError(f"{url} not healthy after {timeout} s")
 
 
+def wait_for(condition, *, seconds: float, what: str):
+    """Poll ``condition`` until it holds (returning its value) or the deadline passes."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(0.05)  # polling a condition, bounded by the deadline
+    return value
+
+
 def start_process(args: list[str], health_url: str, env: dict | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})})
     try:

@@ -17,7 +17,7 @@ import pytest
 from billing.models import LedgerEntry, Wallet
 from billing.money import MICRO
 from billing.spendable import spendable_key
-from tests.live import flushed_redis, free_port, start_gateway, stop_process
+from tests.live import flushed_redis, free_port, start_gateway, stop_process, wait_for
 from tests.test_chat_completions import micro
 from usage.models import RequestLog
 
@@ -101,15 +101,6 @@ def burst(urls: list[str], key: str, payloads: list[dict]) -> list[dict | None]:
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=len(payloads))) as http:
             return await asyncio.gather(*(call(http, urls[i % len(urls)], key, p) for i, p in enumerate(payloads)))
     return asyncio.run(run())
-
-
-def wait_for(condition, *, seconds: float, what: str):
-    """Poll ``condition`` until it holds (returning its value) or the deadline passes."""
-    deadline = time.monotonic() + seconds
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.05)  # polling a condition, bounded by the deadline
-    return value
 
 
 def open_reservations(redis_client) -> int:

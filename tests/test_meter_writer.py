@@ -12,8 +12,7 @@ from billing.models import LedgerEntry
 from billing.tokens import TokenUsage
 from gateway.meter_writer import MeterWriteError, MeterWriter
 from gateway.metering import record_dumps
-from tests.live import gateway_env, start_gateway, stop_process
-from tests.test_faults import wait_for
+from tests.live import gateway_env, start_gateway, stop_process, wait_for
 from usage.models import RequestLog
 from usage.services import CallRecord
 
